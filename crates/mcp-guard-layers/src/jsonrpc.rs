@@ -1,0 +1,363 @@
+//! Just enough JSON-RPC 2.0 to classify an MCP message.
+//!
+//! [`inspect`] reads a POST body once and returns what later layers and
+//! upstreams need: for each message its kind, method, id, the tool name of a
+//! `tools/call` and the `protocolVersion` of an `initialize`. Fields it does
+//! not need (`params`, `result`) stay unparsed raw JSON, so the cost is one
+//! pass over the bytes plus a few small allocations.
+//!
+//! Nesting depth is checked by a byte scan *before* parsing, so a hostile
+//! document of a million `[` is refused in linear time without recursion.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::rejection::Rejection;
+
+/// What a single JSON-RPC message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    /// Has a `method` and an `id`: expects a response.
+    Request,
+    /// Has a `method` and no `id`.
+    Notification,
+    /// Has an `id` and exactly one of `result` or `error`.
+    Response,
+}
+
+/// A JSON-RPC id kept as its exact JSON text (`42` and `"42"` differ), so it
+/// can key a routing table and be echoed back byte for byte.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId(Box<str>);
+
+impl RequestId {
+    /// The id's JSON text, e.g. `7` or `"abc"`.
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+
+    /// Builds an id from JSON text already known to be a string or number.
+    pub fn from_json_text(text: &str) -> Self {
+        RequestId(text.into())
+    }
+}
+
+/// The classification of one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// Request, notification or response.
+    pub kind: MessageKind,
+    /// `method`, for requests and notifications.
+    pub method: Option<Box<str>>,
+    /// `id`, for requests and responses.
+    pub id: Option<RequestId>,
+    /// `params.name` of a `tools/call` request.
+    pub tool: Option<Box<str>>,
+    /// `params.protocolVersion` of an `initialize` request.
+    pub protocol_version: Option<Box<str>>,
+    /// `params._meta.progressToken` of a request, or `params.progressToken`
+    /// of a progress notification, as JSON text.
+    pub progress_token: Option<Box<str>>,
+    /// Where this message's JSON text lies in the inspected body.
+    pub span: Range<usize>,
+}
+
+impl MessageInfo {
+    /// True for an `initialize` request.
+    pub fn is_initialize(&self) -> bool {
+        self.kind == MessageKind::Request && self.method.as_deref() == Some("initialize")
+    }
+}
+
+/// The classification of a POST body: one message, or a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    /// The messages, in body order.
+    pub messages: Vec<MessageInfo>,
+    /// True when the body was a JSON array (a JSON-RPC batch).
+    pub batch: bool,
+}
+
+impl Inspection {
+    /// True when any message expects a response.
+    pub fn has_requests(&self) -> bool {
+        self.messages.iter().any(|m| m.kind == MessageKind::Request)
+    }
+
+    /// The single `initialize` request, if that is what the body is.
+    pub fn initialize(&self) -> Option<&MessageInfo> {
+        match self.messages.as_slice() {
+            [only] if only.is_initialize() => Some(only),
+            _ => None,
+        }
+    }
+}
+
+/// Limits applied while inspecting.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Deepest allowed nesting of arrays and objects (the top level is 1).
+    pub max_depth: usize,
+    /// Longest allowed batch.
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    /// Depth 64 is far beyond any real MCP message and well inside
+    /// serde_json's own recursion limit; batches of 100 cover every client.
+    fn default() -> Self {
+        Limits { max_depth: 64, max_batch: 100 }
+    }
+}
+
+// Raw fields keep "present but null" apart from "absent": `"id": null` is
+// not a notification, and `"result": null` is still a response.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    method: Option<String>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+struct Params<'a> {
+    name: Option<String>,
+    #[serde(rename = "protocolVersion")]
+    protocol_version: Option<String>,
+    #[serde(rename = "progressToken", borrow)]
+    progress_token: Option<&'a RawValue>,
+    #[serde(rename = "_meta", borrow)]
+    meta: Option<Meta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Meta<'a> {
+    #[serde(rename = "progressToken", borrow)]
+    progress_token: Option<&'a RawValue>,
+}
+
+/// Classifies a POST body. Errors are the rejection to answer with.
+pub fn inspect(body: &[u8], limits: Limits) -> Result<Inspection, Rejection> {
+    if nesting_depth(body) > limits.max_depth {
+        return Err(Rejection::NestingTooDeep);
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(parse_rejection)?;
+        if items.is_empty() {
+            return Err(Rejection::InvalidMessage);
+        }
+        if items.len() > limits.max_batch {
+            return Err(Rejection::BatchTooLong);
+        }
+        let base = body.as_ptr() as usize;
+        let messages = items
+            .iter()
+            .map(|raw| {
+                // The element borrows from `body`: its offset is a pointer difference.
+                let start = (raw.get().as_ptr() as usize).saturating_sub(base);
+                classify_raw(raw.get(), start..start + raw.get().len())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Inspection { messages, batch: true })
+    } else {
+        let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(parse_rejection)?;
+        Ok(Inspection { messages: vec![classify(envelope, 0..body.len())?], batch: false })
+    }
+}
+
+/// Classifies one message given as JSON text (an element of a batch, or a
+/// line read from a stdio server).
+pub fn classify_message(json: &str) -> Result<MessageInfo, Rejection> {
+    classify_raw(json, 0..json.len())
+}
+
+fn classify_raw(json: &str, span: Range<usize>) -> Result<MessageInfo, Rejection> {
+    let envelope: Envelope<'_> = serde_json::from_str(json).map_err(|e| {
+        // Inside a batch the JSON already parsed; a type error means "not a message".
+        if e.is_data() { Rejection::InvalidMessage } else { Rejection::ParseError }
+    })?;
+    classify(envelope, span)
+}
+
+fn parse_rejection(e: serde_json::Error) -> Rejection {
+    match e.classify() {
+        // Valid JSON of the wrong shape (a number, a string, `{"id": {}}`).
+        serde_json::error::Category::Data => Rejection::InvalidMessage,
+        _ => Rejection::ParseError,
+    }
+}
+
+fn classify(envelope: Envelope<'_>, span: Range<usize>) -> Result<MessageInfo, Rejection> {
+    if envelope.jsonrpc.map(RawValue::get) != Some(r#""2.0""#) {
+        return Err(Rejection::InvalidMessage);
+    }
+    let id = match envelope.id {
+        None => None,
+        Some(raw) => Some(valid_id(raw.get())?),
+    };
+    let kind = match (&envelope.method, &id, envelope.result.is_some(), envelope.error.is_some()) {
+        (Some(_), Some(_), false, false) => MessageKind::Request,
+        (Some(_), None, false, false) => MessageKind::Notification,
+        (None, Some(_), true, false) | (None, Some(_), false, true) => MessageKind::Response,
+        _ => return Err(Rejection::InvalidMessage),
+    };
+    let mut info = MessageInfo {
+        kind,
+        method: envelope.method.map(String::into_boxed_str),
+        id,
+        tool: None,
+        protocol_version: None,
+        progress_token: None,
+        span,
+    };
+    // MCP params are always objects; positional (array) params carry none of
+    // the fields read here and are left for the server to judge.
+    let params = envelope.params.filter(|p| p.get().starts_with('{'));
+    let is_progress = info.method.as_deref() == Some("notifications/progress");
+    if let (true, Some(params)) = (kind == MessageKind::Request || is_progress, params) {
+        let params: Params<'_> = serde_json::from_str(params.get()).map_err(|_| Rejection::InvalidMessage)?;
+        let token = match kind {
+            MessageKind::Request => params.meta.and_then(|m| m.progress_token),
+            _ => params.progress_token,
+        };
+        info.progress_token = token.map(|t| t.get().into());
+        match info.method.as_deref() {
+            Some("tools/call") => info.tool = params.name.map(String::into_boxed_str),
+            Some("initialize") => info.protocol_version = params.protocol_version.map(String::into_boxed_str),
+            _ => {}
+        }
+    }
+    Ok(info)
+}
+
+/// MCP ids are strings or integers; `null`, objects, arrays and fractions are refused.
+fn valid_id(text: &str) -> Result<RequestId, Rejection> {
+    let bytes = text.as_bytes();
+    let ok = match bytes.first() {
+        Some(b'"') => true,
+        Some(b'-' | b'0'..=b'9') => bytes[1..].iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if ok { Ok(RequestId::from_json_text(text)) } else { Err(Rejection::InvalidMessage) }
+}
+
+/// The deepest nesting of arrays and objects in a JSON text, ignoring
+/// brackets inside strings. Malformed input still yields a number; the parser
+/// reports the syntax error afterwards.
+pub fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(body: &str) -> Result<MessageInfo, Rejection> {
+        inspect(body.as_bytes(), Limits::default()).map(|i| {
+            assert!(!i.batch);
+            i.messages.into_iter().next().expect("one message")
+        })
+    }
+
+    #[test]
+    fn classifies_messages() {
+        let cases: &[(&str, Result<MessageKind, Rejection>)] = &[
+            (r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, Ok(MessageKind::Request)),
+            (r#"{"jsonrpc":"2.0","id":"a","method":"tools/list","params":{}}"#, Ok(MessageKind::Request)),
+            (r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, Ok(MessageKind::Notification)),
+            (r#"{"jsonrpc":"2.0","id":3,"result":{}}"#, Ok(MessageKind::Response)),
+            (r#"{"jsonrpc":"2.0","id":3,"error":{"code":1,"message":"x"}}"#, Ok(MessageKind::Response)),
+            (r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, Err(Rejection::InvalidMessage)),
+            (r#"{"id":1,"method":"ping"}"#, Err(Rejection::InvalidMessage)),
+            (r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#, Err(Rejection::InvalidMessage)),
+            (r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, Err(Rejection::InvalidMessage)),
+            (r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#, Err(Rejection::InvalidMessage)),
+            (r#"{"jsonrpc":"2.0","id":3,"result":{},"error":{}}"#, Err(Rejection::InvalidMessage)),
+            (r#"{"jsonrpc":"2.0","method":1}"#, Err(Rejection::InvalidMessage)),
+            (r#"{"jsonrpc":"2.0"}"#, Err(Rejection::InvalidMessage)),
+            (r#"42"#, Err(Rejection::InvalidMessage)),
+            (r#"{"jsonrpc":"2.0","id":1,"method":"ping""#, Err(Rejection::ParseError)),
+            ("not json", Err(Rejection::ParseError)),
+            ("", Err(Rejection::ParseError)),
+        ];
+        for (body, want) in cases {
+            assert_eq!(one(body).map(|m| m.kind), *want, "{body}");
+        }
+    }
+
+    #[test]
+    fn extracts_tool_and_protocol_version() {
+        let m = one(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"a":[1,2]}}}"#)
+            .expect("valid");
+        assert_eq!(m.tool.as_deref(), Some("echo"));
+        assert_eq!(m.id.as_ref().map(RequestId::as_json), Some("9"));
+        let m = one(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"c","_meta":{"progressToken":"p1"}}}"#)
+            .expect("valid");
+        assert_eq!(m.progress_token.as_deref(), Some(r#""p1""#));
+        let m = one(r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":7,"progress":1}}"#)
+            .expect("valid");
+        assert_eq!(m.progress_token.as_deref(), Some("7"));
+        let m = one(r#"{"jsonrpc":"2.0","id":"x","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#)
+            .expect("valid");
+        assert!(m.is_initialize());
+        assert_eq!(m.protocol_version.as_deref(), Some("2025-06-18"));
+        assert_eq!(m.id.as_ref().map(RequestId::as_json), Some(r#""x""#));
+    }
+
+    #[test]
+    fn batches_are_classified_and_capped() {
+        let body = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"n"}]"#;
+        let i = inspect(body.as_bytes(), Limits::default()).expect("valid batch");
+        assert!(i.batch && i.has_requests() && i.initialize().is_none());
+        assert_eq!(i.messages.len(), 2);
+        assert_eq!(&body[i.messages[1].span.clone()], r#"{"jsonrpc":"2.0","method":"n"}"#);
+        let limits = Limits { max_batch: 1, ..Limits::default() };
+        assert_eq!(inspect(body.as_bytes(), limits), Err(Rejection::BatchTooLong));
+        assert_eq!(inspect(b"[]", Limits::default()), Err(Rejection::InvalidMessage));
+        assert_eq!(inspect(b"[1]", Limits::default()), Err(Rejection::InvalidMessage));
+    }
+
+    #[test]
+    fn depth_is_bounded_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(inspect(deep.as_bytes(), Limits::default()), Err(Rejection::NestingTooDeep));
+        assert_eq!(nesting_depth(br#"{"a":"[[[[[[","b":[{}]}"#), 3);
+        assert_eq!(nesting_depth(br#"{"a":"\"[[[","b":1}"#), 1);
+    }
+}

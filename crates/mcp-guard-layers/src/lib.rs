@@ -1,0 +1,25 @@
+//! Tower layers that harden a Model Context Protocol (MCP) Streamable HTTP
+//! endpoint, usable on their own in any tower or axum service (rmcp's
+//! `StreamableHttpService` included) and assembled into a pipeline by the
+//! `mcp-guard` gateway.
+//!
+//! - [`host_origin`]: Host and Origin validation against DNS rebinding.
+//! - [`jsonrpc`]: classifies a POST body (request, notification, response;
+//!   method; id; tool name) in one pass, with nesting and batch limits.
+//! - [`transport`]: the Streamable HTTP header rules (`Accept`, `Content-Type`).
+//! - [`rejection`]: every refusal, with its HTTP status, JSON-RPC code and
+//!   stable reason, in one table.
+//!
+//! Every layer answers a refused request itself with a JSON-RPC error body
+//! and puts the [`Rejection`] in the response extensions; none of them
+//! returns a service error for a bad request. They need nothing from the
+//! response body type but `From<Bytes>`, which `axum::body::Body` and
+//! `http_body_util::Full<Bytes>` both provide.
+
+pub mod future;
+pub mod host_origin;
+pub mod jsonrpc;
+pub mod rejection;
+pub mod transport;
+
+pub use rejection::Rejection;

@@ -1,0 +1,136 @@
+//! Command-line interface: flags, subcommands, signals, exit codes.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mcp_guard::{
+    config::{self, Config, Overrides, UpstreamConfig},
+    server, telemetry,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  mcp-guard                                         serve the built-in demo MCP server
+  mcp-guard --upstream http://127.0.0.1:9000/mcp    guard a Streamable HTTP MCP server
+  mcp-guard -- npx -y @modelcontextprotocol/server-everything stdio
+                                                    guard a stdio MCP server (one child per session)
+  mcp-guard --config mcp-guard.toml                 run from a config file
+  mcp-guard check-config mcp-guard.toml             validate a config file and exit
+
+Clients connect to http://127.0.0.1:8001/mcp unless --listen says otherwise.
+Environment variables MCP_GUARD_<SECTION>__<KEY> override the config file;
+flags override both.";
+
+/// A security gateway for Model Context Protocol servers.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-guard", version, about, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// TOML config file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8001].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Streamable HTTP MCP server to guard.
+    #[arg(long, value_name = "URL", conflicts_with = "stdio_command")]
+    upstream: Option<String>,
+    /// Stdio MCP server to guard: program and arguments after `--`, run
+    /// directly (never through a shell).
+    #[arg(last = true, value_name = "CMD ARG...")]
+    stdio_command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a config file (with the environment's overrides) and exit.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        None => match run(cli.run) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mcp-guard: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn load(path: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, config::ConfigError> {
+    config::load(path, std::env::vars(), overrides)
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match load(Some(file), &Overrides::default()) {
+        Ok(config) => {
+            let upstream = match &config.upstream {
+                UpstreamConfig::Demo => "built-in demo".to_owned(),
+                UpstreamConfig::Http(http) => format!("http {}", http.url),
+                UpstreamConfig::Stdio(stdio) => format!("stdio {:?}", stdio.argv),
+            };
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}: ok (listen {}{}, upstream {upstream})", file.display(), config.listen, config.path);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcp-guard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        listen: args.listen,
+        upstream_url: args.upstream,
+        command: (!args.stdio_command.is_empty()).then_some(args.stdio_command),
+    };
+    let config = load(args.config.as_deref(), &overrides)?;
+    telemetry::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let running = server::start(config.clone())
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        tracing::info!(target: "mcp_guard", endpoint = %format!("http://{}{}", running.local_addr(), config.path), version = env!("CARGO_PKG_VERSION"), "listening");
+        shutdown_signal().await?;
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(target: "mcp_guard", signal = name, "shutdown_requested");
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.context("installing the Ctrl-C handler")?;
+    Ok(())
+}

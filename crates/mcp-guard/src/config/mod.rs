@@ -1,0 +1,275 @@
+//! Configuration: TOML file, then `MCP_GUARD_*` environment variables, then
+//! CLI flags, each overriding the one before, normalised into one validated
+//! [`Config`]. Everything that can be wrong is found here, at startup, with
+//! the key (or variable) named; nothing downstream re-validates.
+
+mod load;
+mod raw;
+mod units;
+
+use std::{net::SocketAddr, time::Duration};
+
+use http::Uri;
+use mcp_guard_layers::host_origin::HostOriginPolicy;
+
+pub use load::{Overrides, load, load_from_str};
+use raw::RawConfig;
+pub(crate) use units::{parse_duration, parse_size};
+
+/// A bad configuration: which key or variable, and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has an unknown key or a wrong type.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// toml's message: line, column, the offending key and what is expected.
+        message: String,
+    },
+    /// An `MCP_GUARD_*` environment variable does not fit its key.
+    #[error("invalid environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value has the right type but is not allowed.
+    #[error("invalid config: `{key}`: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `server.listen`.
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+/// The validated configuration the gateway runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen. Default `127.0.0.1:8001`: loopback only, so nothing
+    /// off this machine can reach an unauthenticated gateway.
+    pub listen: SocketAddr,
+    /// The MCP endpoint path. Default `/mcp`.
+    pub path: String,
+    /// How long in-flight requests may run after SIGINT/SIGTERM. Default 10s.
+    pub shutdown_timeout: Duration,
+    /// Hosts and origins allowed beyond the loopback defaults, which
+    /// [`Config::host_origin`] adds once the listening port is known.
+    pub extra_hosts_origins: HostOriginPolicy,
+    /// The MCP server behind the gateway.
+    pub upstream: UpstreamConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Which MCP server the gateway fronts.
+#[derive(Clone, Debug)]
+pub enum UpstreamConfig {
+    /// The built-in rmcp demo server (no `url` or `command` given).
+    Demo,
+    /// A Streamable HTTP server.
+    Http(HttpUpstreamConfig),
+    /// A stdio server, one child process per session.
+    Stdio(StdioConfig),
+}
+
+/// A Streamable HTTP upstream.
+#[derive(Clone, Debug)]
+pub struct HttpUpstreamConfig {
+    /// The upstream MCP endpoint, e.g. `http://127.0.0.1:9000/mcp`.
+    pub url: Uri,
+    /// TCP connect timeout. Default 5s.
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers. Default 60s.
+    /// A streamed (SSE) body is not cut by it once headers arrived.
+    pub timeout: Duration,
+}
+
+/// A stdio upstream.
+#[derive(Clone, Debug)]
+pub struct StdioConfig {
+    /// Program and arguments. Spawned directly, never through a shell.
+    pub argv: Vec<String>,
+    /// Variables set in the child's otherwise empty environment.
+    pub env: Vec<(String, String)>,
+    /// Variables copied from the gateway's environment when set. Default
+    /// `PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR`: enough to run
+    /// interpreters, never the gateway's secrets.
+    pub env_passthrough: Vec<String>,
+    /// Concurrent sessions (= child processes). Default 64; past it, 503.
+    pub max_sessions: usize,
+    /// A session with no request and no open stream for this long is ended.
+    /// Default 10 minutes.
+    pub idle_timeout: Duration,
+    /// Time a request may wait for the child's response. Default 60s.
+    pub request_timeout: Duration,
+    /// Longest line (one JSON-RPC message) read from a child. Default 16 MiB.
+    pub max_message_size: usize,
+}
+
+/// Log output.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// JSON lines (default) or human-readable text.
+    pub json: bool,
+    /// A tracing `EnvFilter` directive. Default `info,rmcp=warn`.
+    pub level: String,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8001";
+const RESERVED_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
+const DEFAULT_PASSTHROUGH: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+fn duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(text) => match parse_duration(text) {
+            Ok(d) if d.is_zero() => Err(invalid(key, "must be greater than zero")),
+            Ok(d) => Ok(d),
+            Err(message) => Err(invalid(key, message)),
+        },
+    }
+}
+
+impl Config {
+    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid("server.listen", format!("`{listen_text}` is not an address: expected IP:PORT, e.g. 127.0.0.1:8001"))
+        })?;
+
+        let path = raw.server.path.unwrap_or_else(|| "/mcp".to_owned());
+        let path_ok = path.starts_with('/')
+            && path.len() > 1
+            && path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
+        if !path_ok || RESERVED_PATHS.contains(&path.as_str()) {
+            return Err(invalid("server.path", format!(
+                "`{path}` is not allowed: expected an absolute path such as /mcp (letters, digits, / - _ .), not {}",
+                RESERVED_PATHS.join(", ")
+            )));
+        }
+
+        let mut extra_hosts_origins = HostOriginPolicy::default();
+        for (i, host) in raw.server.allowed_hosts.iter().enumerate() {
+            extra_hosts_origins = extra_hosts_origins
+                .allow_host(host)
+                .map_err(|e| invalid(format!("server.allowed_hosts[{i}]"), e.to_string()))?;
+        }
+        for (i, origin) in raw.server.allowed_origins.iter().enumerate() {
+            extra_hosts_origins = extra_hosts_origins
+                .allow_origin(origin)
+                .map_err(|e| invalid(format!("server.allowed_origins[{i}]"), e.to_string()))?;
+        }
+
+        let timeout = duration("upstream.timeout", raw.upstream.timeout.as_deref(), Duration::from_secs(60))?;
+        let upstream = match (raw.upstream.url, raw.upstream.command) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("upstream", "set either `url` (HTTP upstream) or `command` (stdio upstream), not both"));
+            }
+            (Some(url), None) => UpstreamConfig::Http(HttpUpstreamConfig {
+                url: parse_upstream_url(&url)?,
+                connect_timeout: duration(
+                    "upstream.connect_timeout",
+                    raw.upstream.connect_timeout.as_deref(),
+                    Duration::from_secs(5),
+                )?,
+                timeout,
+            }),
+            (None, Some(argv)) => {
+                if argv.first().is_none_or(|program| program.trim().is_empty()) {
+                    return Err(invalid("upstream.command", "must name a program: e.g. [\"node\", \"server.js\"]"));
+                }
+                let max_sessions = raw.stdio.max_sessions.unwrap_or(64);
+                if max_sessions == 0 {
+                    return Err(invalid("stdio.max_sessions", "must be at least 1"));
+                }
+                let max_message_size = match raw.stdio.max_message_size.as_deref() {
+                    None => 16 << 20,
+                    Some(text) => parse_size(text)
+                        .ok()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .filter(|n| *n >= 1024)
+                        .ok_or_else(|| invalid("stdio.max_message_size", format!("`{text}` must be a size of at least 1KiB, e.g. `16MiB`")))?,
+                };
+                for name in raw.stdio.env.keys() {
+                    if name.is_empty() || name.contains(['=', '\0']) {
+                        return Err(invalid("stdio.env", format!("`{name}` is not a valid variable name")));
+                    }
+                }
+                UpstreamConfig::Stdio(StdioConfig {
+                    argv,
+                    env: raw.stdio.env.into_iter().collect(),
+                    env_passthrough: raw
+                        .stdio
+                        .env_passthrough
+                        .unwrap_or_else(|| DEFAULT_PASSTHROUGH.map(str::to_owned).to_vec()),
+                    max_sessions,
+                    idle_timeout: duration("stdio.idle_timeout", raw.stdio.idle_timeout.as_deref(), Duration::from_secs(600))?,
+                    request_timeout: timeout,
+                    max_message_size,
+                })
+            }
+            (None, None) => UpstreamConfig::Demo,
+        };
+
+        let json = match raw.log.format.as_deref() {
+            None | Some("json") => true,
+            Some("text") => false,
+            Some(other) => return Err(invalid("log.format", format!("`{other}` is not a format: use `json` or `text`"))),
+        };
+        // rmcp logs full session ids at info: keep it to warnings by default.
+        let level = raw.log.level.unwrap_or_else(|| "info,rmcp=warn".to_owned());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {
+            return Err(invalid("log.level", format!("`{level}`: {e} (e.g. `info` or `mcp_guard=debug,info`)")));
+        }
+
+        Ok(Config {
+            listen,
+            path,
+            shutdown_timeout: duration("server.shutdown_timeout", raw.server.shutdown_timeout.as_deref(), Duration::from_secs(10))?,
+            extra_hosts_origins,
+            upstream,
+            log: LogConfig { json, level },
+        })
+    }
+}
+
+impl Config {
+    /// The Host/Origin policy for the port actually bound: the loopback
+    /// names with that port, and the gateway's own loopback origins, plus
+    /// what `server.allowed_hosts` and `server.allowed_origins` add.
+    pub fn host_origin(&self, port: u16) -> HostOriginPolicy {
+        self.extra_hosts_origins.clone().with_loopback(port)
+    }
+}
+
+fn parse_upstream_url(url: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| invalid("upstream.url", format!("`{url}` is not a URL: expected e.g. http://127.0.0.1:9000/mcp")))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(authority)) if !authority.as_str().contains('@') => Ok(uri),
+        (Some("https"), _) => Err(invalid(
+            "upstream.url",
+            "https upstreams are not supported yet: put the upstream on a loopback or private http:// address",
+        )),
+        _ => Err(invalid("upstream.url", format!("`{url}` must be an absolute http:// URL without credentials, e.g. http://127.0.0.1:9000/mcp"))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,52 @@
+//! The config file exactly as users write it. Every section rejects unknown
+//! keys, so a typo fails at startup with its line instead of being ignored.
+//! Nothing here is validated beyond its TOML type: see [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawConfig {
+    pub(crate) server: RawServer,
+    pub(crate) upstream: RawUpstream,
+    pub(crate) stdio: RawStdio,
+    pub(crate) log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawServer {
+    pub(crate) listen: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) shutdown_timeout: Option<String>,
+    pub(crate) allowed_hosts: Vec<String>,
+    pub(crate) allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawUpstream {
+    pub(crate) url: Option<String>,
+    pub(crate) command: Option<Vec<String>>,
+    pub(crate) connect_timeout: Option<String>,
+    pub(crate) timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawStdio {
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) env_passthrough: Option<Vec<String>>,
+    pub(crate) max_sessions: Option<usize>,
+    pub(crate) idle_timeout: Option<String>,
+    pub(crate) max_message_size: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawLog {
+    pub(crate) format: Option<String>,
+    pub(crate) level: Option<String>,
+}

@@ -1,0 +1,104 @@
+use super::*;
+
+fn load(text: &str, env: &[(&str, &str)], overrides: &Overrides) -> Result<Config, ConfigError> {
+    let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+    load_from_str(text, "test.toml", env, overrides)
+}
+
+fn error(text: &str, env: &[(&str, &str)]) -> String {
+    load(text, env, &Overrides::default()).expect_err("should be refused").to_string()
+}
+
+#[test]
+fn defaults_are_secure() {
+    let c = load("", &[], &Overrides::default()).expect("empty config is valid");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8001");
+    assert_eq!(c.path, "/mcp");
+    assert!(matches!(c.upstream, UpstreamConfig::Demo));
+    assert!(c.host_origin(c.listen.port()).host_allowed(Some(b"localhost:8001")));
+    assert!(!c.host_origin(c.listen.port()).host_allowed(Some(b"example.com:8001")));
+    assert!(!c.host_origin(c.listen.port()).allows_wildcard_or_null_origin());
+    assert!(c.log.json);
+}
+
+#[test]
+fn unknown_keys_name_file_and_line() {
+    let e = error("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n", &[]);
+    assert!(e.contains("test.toml") && e.contains("line 3") && e.contains("lisen"), "{e}");
+    let e = error("[servr]\n", &[]);
+    assert!(e.contains("line 1") && e.contains("servr"), "{e}");
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let cases: &[(&str, &str)] = &[
+        ("[server]\nlisten = \"nowhere\"", "`server.listen`"),
+        ("[server]\npath = \"mcp\"", "`server.path`"),
+        ("[server]\npath = \"/health\"", "`server.path`"),
+        ("[server]\nallowed_origins = [\"http://ok:1\", \"bad\"]", "`server.allowed_origins[1]`"),
+        ("[server]\nallowed_hosts = [\"a b\"]", "`server.allowed_hosts[0]`"),
+        ("[server]\nshutdown_timeout = \"0s\"", "`server.shutdown_timeout`"),
+        ("[upstream]\nurl = \"ftp://x\"", "`upstream.url`"),
+        ("[upstream]\nurl = \"https://x/mcp\"", "`upstream.url`"),
+        ("[upstream]\nurl = \"http://user:pw@x/mcp\"", "`upstream.url`"),
+        ("[upstream]\nurl = \"http://x/mcp\"\ncommand = [\"a\"]", "`upstream`"),
+        ("[upstream]\ncommand = []", "`upstream.command`"),
+        ("[upstream]\ncommand = [\"a\"]\n[stdio]\nmax_sessions = 0", "`stdio.max_sessions`"),
+        ("[upstream]\ncommand = [\"a\"]\n[stdio]\nidle_timeout = \"soon\"", "`stdio.idle_timeout`"),
+        ("[upstream]\ncommand = [\"a\"]\n[stdio]\nmax_message_size = \"12\"", "`stdio.max_message_size`"),
+        ("[log]\nformat = \"xml\"", "`log.format`"),
+        ("[log]\nlevel = \"[[[\"", "`log.level`"),
+    ];
+    for (text, key) in cases {
+        let e = error(text, &[]);
+        assert!(e.contains(key), "{text:?} gave {e}");
+    }
+    let e = error("[server]\nlisten = 5", &[]);
+    assert!(e.contains("line 2") && e.contains("string"), "{e}");
+}
+
+#[test]
+fn environment_overrides_file_and_is_checked_per_variable() {
+    let c = load(
+        "[server]\nlisten = \"127.0.0.1:1\"",
+        &[("MCP_GUARD_SERVER__LISTEN", "127.0.0.1:2"), ("MCP_GUARD_UPSTREAM__COMMAND", "[\"srv\", \"--x\"]"), ("OTHER", "x")],
+        &Overrides::default(),
+    )
+    .expect("valid");
+    assert_eq!(c.listen.port(), 2);
+    assert!(matches!(&c.upstream, UpstreamConfig::Stdio(s) if s.argv == ["srv", "--x"]));
+
+    let e = error("", &[("MCP_GUARD_SERVER__LISTN", "x")]);
+    assert!(e.contains("MCP_GUARD_SERVER__LISTN") && e.contains("listn"), "{e}");
+    let e = error("", &[("MCP_GUARD_LISTEN", "x")]);
+    assert!(e.contains("MCP_GUARD_LISTEN") && e.contains("MCP_GUARD_SERVER__LISTEN"), "{e}");
+    let e = error("", &[("MCP_GUARD_STDIO__MAX_SESSIONS", "many")]);
+    assert!(e.contains("MCP_GUARD_STDIO__MAX_SESSIONS"), "{e}");
+}
+
+#[test]
+fn cli_overrides_everything_and_picks_the_upstream() {
+    let file = "[upstream]\nurl = \"http://127.0.0.1:9/mcp\"";
+    let env = [("MCP_GUARD_SERVER__LISTEN", "127.0.0.1:2")];
+    let cli = Overrides { listen: Some("127.0.0.1:3".into()), command: Some(vec!["srv".into()]), ..Overrides::default() };
+    let c = load(file, &env, &cli).expect("valid");
+    assert_eq!(c.listen.port(), 3);
+    assert!(matches!(c.upstream, UpstreamConfig::Stdio(_)));
+    let cli = Overrides { upstream_url: Some("http://127.0.0.1:7/x".into()), ..Overrides::default() };
+    let c = load("[upstream]\ncommand = [\"srv\"]", &[], &cli).expect("valid");
+    assert!(matches!(&c.upstream, UpstreamConfig::Http(h) if h.url == "http://127.0.0.1:7/x"));
+}
+
+#[test]
+fn host_and_origin_lists_extend_the_loopback_defaults() {
+    let c = load(
+        "[server]\nlisten = \"127.0.0.1:9000\"\nallowed_hosts = [\"mcp.example.com\"]\nallowed_origins = [\"http://localhost:3000\"]",
+        &[],
+        &Overrides::default(),
+    )
+    .expect("valid");
+    assert!(c.host_origin(c.listen.port()).host_allowed(Some(b"localhost:9000")));
+    assert!(c.host_origin(c.listen.port()).host_allowed(Some(b"mcp.example.com")));
+    assert!(c.host_origin(c.listen.port()).origin_allowed(b"http://localhost:3000"));
+    assert!(!c.host_origin(c.listen.port()).origin_allowed(b"http://localhost:3001"));
+}

@@ -1,0 +1,319 @@
+//! A stdio MCP server behind the gateway: one child process per session.
+//!
+//! The gateway is the Streamable HTTP server here. `initialize` without a
+//! session starts a child and issues a session id; every request after it
+//! names the session. Requests are answered over an SSE stream that carries
+//! the child's progress notifications and its own requests (sampling,
+//! elicitation, roots) before the response; the client's answers to those
+//! come back as POSTs and go to the child's stdin. DELETE, an idle timeout,
+//! the child's exit, or shutdown end a session; its id is then unknown (404).
+
+mod child;
+mod session;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use mcp_guard_layers::{
+    Rejection,
+    jsonrpc::{self, Inspection, MessageKind, RequestId},
+    rejection::code,
+    transport::MCP_SESSION_ID,
+};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use self::session::{Session, error_response};
+use super::Upstream;
+use crate::{
+    body::BoxBody,
+    config::StdioConfig,
+    session_id::new_session_id,
+    sse::{self, SseBody},
+};
+
+/// Messages buffered per HTTP stream before the child waits for the client.
+const STREAM_BUFFER: usize = 64;
+/// Messages buffered for a child's stdin.
+const STDIN_BUFFER: usize = 64;
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const REAPER_TICK: Duration = Duration::from_secs(1);
+
+/// The stdio upstream.
+#[derive(Debug)]
+pub struct StdioUpstream {
+    shared: Arc<Shared>,
+}
+
+/// State shared with the per-session tasks.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    config: StdioConfig,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Sessions counted against the cap, including ones still spawning.
+    reserved: AtomicUsize,
+    tracker: TaskTracker,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Shared {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lookup(&self, id: Option<&HeaderValue>) -> Result<Arc<Session>, Rejection> {
+        let id = id.ok_or(Rejection::SessionRequired)?.to_str().map_err(|_| Rejection::SessionNotFound)?;
+        self.sessions()
+            .get(id)
+            .filter(|s| !s.ended.is_cancelled())
+            .cloned()
+            .ok_or(Rejection::SessionNotFound)
+    }
+
+    /// Ends a session once: forgets its id, frees its slot, stops its child,
+    /// and answers every request still waiting with a JSON-RPC error.
+    pub(crate) fn end(&self, session: &Session, why: &str) {
+        let removed = {
+            let mut sessions = self.sessions();
+            match sessions.get(&session.id) {
+                Some(s) if std::ptr::eq(Arc::as_ptr(s), session) => sessions.remove(&session.id).is_some(),
+                _ => false,
+            }
+        };
+        if !removed {
+            return;
+        }
+        self.reserved.fetch_sub(1, Ordering::AcqRel);
+        session.ended.cancel();
+        for (id, stream) in session.drain() {
+            let error = error_response(&id, code::INTERNAL_ERROR, "The upstream MCP server session ended", "upstream_exited");
+            // Best effort: the stream may be gone or full; the request is over either way.
+            let _ = stream.try_send(error);
+        }
+        tracing::info!(target: "mcp_guard::upstream::stdio", session = session.short_id(), reason = why, "session_ended");
+    }
+
+    fn reserve(&self) -> Result<(), Rejection> {
+        let max = self.config.max_sessions;
+        self.reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .map(drop)
+            .map_err(|_| Rejection::TooManySessions)
+    }
+
+    async fn create_session(self: &Arc<Self>) -> Result<Arc<Session>, Rejection> {
+        if self.shutdown.is_cancelled() {
+            return Err(Rejection::ShuttingDown);
+        }
+        self.reserve()?;
+        let child = match child::spawn(&self.config) {
+            Ok(child) => child,
+            Err(e) => {
+                self.reserved.fetch_sub(1, Ordering::AcqRel);
+                tracing::error!(target: "mcp_guard::upstream::stdio", program = %self.config.argv[0], error = %e, "upstream_spawn_failed");
+                return Err(Rejection::UpstreamUnavailable);
+            }
+        };
+        let pid = child.id();
+        let (to_child, from_gateway) = mpsc::channel(STDIN_BUFFER);
+        let session = Arc::new(Session::new(new_session_id(), to_child));
+        self.sessions().insert(session.id.clone(), Arc::clone(&session));
+        child::run(self, &session, child, from_gateway);
+        tracing::info!(target: "mcp_guard::upstream::stdio", session = session.short_id(), pid, "session_started");
+        Ok(session)
+    }
+
+    async fn post(self: &Arc<Self>, req: Request<BoxBody>) -> Result<Response<BoxBody>, Rejection> {
+        let header = req.headers().get(&MCP_SESSION_ID).cloned();
+        let body = read_body(req.into_body(), self.config.max_message_size).await?;
+        let inspection = jsonrpc::inspect(&body, jsonrpc::Limits::default())?;
+        let (session, created) = match (header.is_some(), inspection.initialize().is_some()) {
+            (true, true) => return Err(Rejection::InitializeInSession),
+            (false, true) => (self.create_session().await?, true),
+            (_, false) => (self.lookup(header.as_ref())?, false),
+        };
+        session.touch();
+        let result = self.forward(&session, &body, &inspection).await;
+        if created && result.is_err() {
+            self.end(&session, "initialize could not be forwarded");
+        }
+        let mut response = result?;
+        if created {
+            // Hex only: always a valid header value.
+            if let Ok(value) = HeaderValue::from_str(&session.id) {
+                response.headers_mut().insert(&MCP_SESSION_ID, value);
+            }
+        }
+        Ok(response)
+    }
+
+    /// Writes the body's messages to the child. Requests are answered on a
+    /// new SSE stream; a body of only notifications and responses gets 202.
+    async fn forward(&self, session: &Session, body: &Bytes, inspection: &Inspection) -> Result<Response<BoxBody>, Rejection> {
+        let requests: Vec<(RequestId, Option<Box<str>>)> = inspection
+            .messages
+            .iter()
+            .filter(|m| m.kind == MessageKind::Request)
+            .filter_map(|m| Some((m.id.clone()?, m.progress_token.clone())))
+            .collect();
+        let stream = if requests.is_empty() {
+            None
+        } else {
+            let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+            session
+                .register(&requests, &tx, self.config.request_timeout)
+                .map_err(|_| Rejection::DuplicateRequestId)?;
+            // Only the pending entries hold the sender now: the stream ends
+            // when the last of them is answered.
+            drop(tx);
+            Some(rx)
+        };
+        for message in &inspection.messages {
+            if session.send_to_child(one_line(&body[message.span.clone()])).await.is_err() {
+                let ids: Vec<RequestId> = requests.into_iter().map(|(id, _)| id).collect();
+                session.unregister(&ids);
+                return Err(Rejection::SessionNotFound);
+            }
+        }
+        Ok(match stream {
+            Some(rx) => sse::response(SseBody::new(rx, KEEP_ALIVE)),
+            None => empty(StatusCode::ACCEPTED),
+        })
+    }
+
+    fn get(&self, req: &Request<BoxBody>) -> Result<Response<BoxBody>, Rejection> {
+        let session = self.lookup(req.headers().get(&MCP_SESSION_ID))?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let backlog = session.open_standalone(tx.clone()).ok_or(Rejection::StreamConflict)?;
+        for message in backlog {
+            // The channel is new and the backlog no longer than its buffer.
+            let _ = tx.try_send(message);
+        }
+        session.touch();
+        Ok(sse::response(SseBody::new(rx, KEEP_ALIVE)))
+    }
+
+    fn delete(&self, req: &Request<BoxBody>) -> Result<Response<BoxBody>, Rejection> {
+        let session = self.lookup(req.headers().get(&MCP_SESSION_ID))?;
+        self.end(&session, "deleted by client");
+        Ok(empty(StatusCode::OK))
+    }
+
+    /// Times out overdue requests and ends idle sessions, once a tick.
+    async fn reap(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(REAPER_TICK);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.shutdown.cancelled() => return,
+            }
+            let now = Instant::now();
+            let sessions: Vec<Arc<Session>> = self.sessions().values().cloned().collect();
+            for session in sessions {
+                for (id, stream) in session.expire(now) {
+                    tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), id = id.as_json(), "upstream_request_timeout");
+                    let error = error_response(&id, code::INTERNAL_ERROR, "The upstream MCP server did not answer in time", "upstream_timeout");
+                    let _ = stream.try_send(error);
+                    let cancel = format!(
+                        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"timed out in mcp-guard"}}}}"#,
+                        id.as_json()
+                    );
+                    let _ = session.send_to_child(Bytes::from(cancel)).await;
+                }
+                if session.is_idle(now, self.config.idle_timeout) {
+                    self.end(&session, "idle timeout");
+                }
+            }
+        }
+    }
+}
+
+impl StdioUpstream {
+    /// A stdio upstream; starts its reaper task.
+    pub fn new(config: StdioConfig) -> Self {
+        let shared = Arc::new(Shared {
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            reserved: AtomicUsize::new(0),
+            tracker: TaskTracker::new(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        });
+        shared.tracker.spawn(Arc::clone(&shared).reap());
+        StdioUpstream { shared }
+    }
+
+    /// Sessions currently open.
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions().len()
+    }
+}
+
+impl Upstream for StdioUpstream {
+    fn kind(&self) -> &'static str {
+        "stdio"
+    }
+
+    async fn handle(&self, req: Request<BoxBody>) -> Response<BoxBody> {
+        let result = match *req.method() {
+            Method::POST => self.shared.post(req).await,
+            Method::GET => self.shared.get(&req),
+            Method::DELETE => self.shared.delete(&req),
+            _ => Err(Rejection::MethodNotAllowed),
+        };
+        result.unwrap_or_else(Rejection::into_response)
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        if self.shared.shutdown.is_cancelled() {
+            return Err("shutting down".into());
+        }
+        let open = self.shared.reserved.load(Ordering::Acquire);
+        if open >= self.shared.config.max_sessions {
+            return Err(format!("session cap reached ({open} of {})", self.shared.config.max_sessions));
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+        let sessions: Vec<Arc<Session>> = self.shared.sessions().values().cloned().collect();
+        for session in &sessions {
+            self.shared.end(session, "gateway shutting down");
+        }
+        self.shared.tracker.close();
+        self.shared.tracker.wait().await;
+        tracing::info!(target: "mcp_guard::upstream::stdio", sessions = sessions.len(), "stdio_upstream_stopped");
+    }
+}
+
+/// A message as one stdin line: a JSON text has CR/LF only as whitespace.
+fn one_line(json: &[u8]) -> Bytes {
+    if json.iter().any(|&b| b == b'\n' || b == b'\r') {
+        json.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }).collect::<Vec<u8>>().into()
+    } else {
+        Bytes::copy_from_slice(json)
+    }
+}
+
+async fn read_body(body: BoxBody, max: usize) -> Result<Bytes, Rejection> {
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::RequestTooLarge),
+        Err(_) => Err(Rejection::InvalidMessage),
+    }
+}
+
+fn empty(status: StatusCode) -> Response<BoxBody> {
+    let mut response = Response::new(BoxBody::empty());
+    *response.status_mut() = status;
+    response
+}
