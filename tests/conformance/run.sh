@@ -18,7 +18,7 @@
 #   targets and its server is the http target's upstream.
 #
 # Environment:
-#   MCP_GUARD_BIN                 gateway binary (default: <repo>/target/debug/mcp-guard)
+#   GUARD_BIN                 gateway binary (default: <repo>/target/debug/mcp-guard)
 #   CONFORMANCE_REPORT            markdown report (default: <repo>/target/conformance/report.md)
 #   CONFORMANCE_OUT_DIR           raw results + logs (default: <repo>/target/conformance)
 #   CONFORMANCE_SCENARIOS         space-separated subset of scenarios (default: all server scenarios)
@@ -44,7 +44,7 @@ readonly CONFORMANCE_CLI="$TOOLS/node_modules/@modelcontextprotocol/conformance/
 readonly SERVER_EVERYTHING="$TOOLS/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 readonly LOOPBACK_PRELOAD="$TOOLS/loopback-only.mjs"
 
-MCP_GUARD_BIN=${MCP_GUARD_BIN:-$REPO/target/debug/mcp-guard}
+GUARD_BIN=${GUARD_BIN:-$REPO/target/debug/mcp-guard}
 OUT_DIR=${CONFORMANCE_OUT_DIR:-$REPO/target/conformance}
 REPORT=${CONFORMANCE_REPORT:-$OUT_DIR/report.md}
 SCENARIO_TIMEOUT=${CONFORMANCE_SCENARIO_TIMEOUT:-30}
@@ -305,13 +305,13 @@ run_gateway_target() {
     local target=$1
     shift
     local port logfile="$OUT_DIR/mcp-guard-$target.log"
-    if [[ ! -x $MCP_GUARD_BIN ]]; then
-        mark_broken "$target" "gateway binary not found: $MCP_GUARD_BIN"
+    if [[ ! -x $GUARD_BIN ]]; then
+        mark_broken "$target" "gateway binary not found: $GUARD_BIN"
         log "$target: ${BROKEN[$target]}"
         return
     fi
     port=$(free_port)
-    start_bg "$logfile" "$MCP_GUARD_BIN" --listen "127.0.0.1:$port" "$@"
+    start_bg "$logfile" "$GUARD_BIN" --listen "127.0.0.1:$port" "$@"
     local pid=$BG_PID
     if ! wait_for_port "$pid" "$port" "mcp-guard ($target)" "$logfile"; then
         mark_broken "$target" "gateway did not start (log: $logfile)"
@@ -385,7 +385,7 @@ write_report() {
         echo
         echo "- suite: @modelcontextprotocol/conformance@$CONFORMANCE_VERSION (node v$NODE_VERSION)"
         echo "- upstream: @modelcontextprotocol/server-everything@$SERVER_EVERYTHING_VERSION"
-        [[ -z ${RAN[http]:-}${RAN[stdio]:-} ]] || echo "- gateway: $MCP_GUARD_BIN"
+        [[ -z ${RAN[http]:-}${RAN[stdio]:-} ]] || echo "- gateway: $GUARD_BIN"
         for target in "${TARGETS[@]}"; do
             [[ -n ${RAN[$target]:-} ]] || continue
             if [[ -n ${DURATION[$target]:-} ]]; then

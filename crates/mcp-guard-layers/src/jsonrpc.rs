@@ -323,12 +323,15 @@ mod tests {
 
     #[test]
     fn extracts_tool_and_protocol_version() {
-        let m = one(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"a":[1,2]}}}"#)
-            .expect("valid");
+        let m =
+            one(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"a":[1,2]}}}"#)
+                .expect("valid");
         assert_eq!(m.tool.as_deref(), Some("echo"));
         assert_eq!(m.id.as_ref().map(RequestId::as_json), Some("9"));
-        let m = one(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"c","_meta":{"progressToken":"p1"}}}"#)
-            .expect("valid");
+        let m = one(
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"c","_meta":{"progressToken":"p1"}}}"#,
+        )
+        .expect("valid");
         assert_eq!(m.progress_token.as_deref(), Some(r#""p1""#));
         let m = one(r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":7,"progress":1}}"#)
             .expect("valid");

@@ -41,25 +41,16 @@ pub fn check_get(headers: &HeaderMap) -> Result<(), Rejection> {
 
 /// True when some `Accept` media range covers `kind/sub` with a non-zero weight.
 pub fn accepts(headers: &HeaderMap, kind: &str, sub: &str) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|range| {
-            let mut parts = range.split(';');
-            let media = parts.next().unwrap_or_default().trim();
-            let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            let Some((k, s)) = media.split_once('/') else { return false };
-            let covers = (k == "*" && s == "*")
-                || (k.eq_ignore_ascii_case(kind) && (s == "*" || s.eq_ignore_ascii_case(sub)));
-            covers && !refused
-        })
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim();
+        let refused = parts
+            .any(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0));
+        let Some((k, s)) = media.split_once('/') else { return false };
+        let covers =
+            (k == "*" && s == "*") || (k.eq_ignore_ascii_case(kind) && (s == "*" || s.eq_ignore_ascii_case(sub)));
+        covers && !refused
+    })
 }
 
 #[cfg(test)]
@@ -75,20 +66,32 @@ mod tests {
         h
     }
 
+    type Case = (&'static [(&'static str, &'static str)], Result<(), Rejection>);
+    const BOTH: &str = "application/json, text/event-stream";
+
     #[test]
     fn post_rules() {
-        let both = "application/json, text/event-stream";
-        let cases: &[(&[(&str, &str)], Result<(), Rejection>)] = &[
-            (&[("content-type", "application/json"), ("accept", both)], Ok(())),
-            (&[("content-type", "Application/JSON; charset=utf-8"), ("accept", both)], Ok(())),
-            (&[("content-type", "application/json"), ("accept", "application/json"), ("accept", "text/event-stream")], Ok(())),
+        let cases: &[Case] = &[
+            (&[("content-type", "application/json"), ("accept", BOTH)], Ok(())),
+            (&[("content-type", "Application/JSON; charset=utf-8"), ("accept", BOTH)], Ok(())),
+            (
+                &[
+                    ("content-type", "application/json"),
+                    ("accept", "application/json"),
+                    ("accept", "text/event-stream"),
+                ],
+                Ok(()),
+            ),
             (&[("content-type", "application/json"), ("accept", "*/*")], Ok(())),
             (&[("content-type", "application/json"), ("accept", "application/json")], Err(Rejection::NotAcceptable)),
-            (&[("content-type", "application/json"), ("accept", "application/json, text/event-stream;q=0")], Err(Rejection::NotAcceptable)),
+            (
+                &[("content-type", "application/json"), ("accept", "application/json, text/event-stream;q=0")],
+                Err(Rejection::NotAcceptable),
+            ),
             (&[("content-type", "application/json")], Err(Rejection::NotAcceptable)),
-            (&[("content-type", "text/plain"), ("accept", both)], Err(Rejection::UnsupportedMediaType)),
-            (&[("content-type", "application/jsonx"), ("accept", both)], Err(Rejection::UnsupportedMediaType)),
-            (&[("accept", both)], Err(Rejection::UnsupportedMediaType)),
+            (&[("content-type", "text/plain"), ("accept", BOTH)], Err(Rejection::UnsupportedMediaType)),
+            (&[("content-type", "application/jsonx"), ("accept", BOTH)], Err(Rejection::UnsupportedMediaType)),
+            (&[("accept", BOTH)], Err(Rejection::UnsupportedMediaType)),
         ];
         for (pairs, want) in cases {
             assert_eq!(check_post(&headers(pairs)), *want, "{pairs:?}");

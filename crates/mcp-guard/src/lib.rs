@@ -1,8 +1,8 @@
-pub mod config;
 pub mod body;
+pub mod config;
 pub mod demo;
+pub mod server;
 pub mod session_id;
 pub mod sse;
-pub mod upstream;
-pub mod server;
 pub mod telemetry;
+pub mod upstream;

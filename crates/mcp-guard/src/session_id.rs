@@ -2,7 +2,7 @@
 //! hex-encoded (visible ASCII, as the transport requires), and never logged
 //! in full.
 
-use rand::RngCore;
+use rand::Rng;
 
 /// A fresh session id: 64 hex characters.
 pub fn new_session_id() -> String {

@@ -179,9 +179,7 @@ fn default_port(scheme: &str) -> Option<u16> {
 fn parse_origin(s: &str) -> Option<Origin> {
     let (scheme, rest) = s.split_once("://")?;
     let scheme = scheme.to_ascii_lowercase();
-    if scheme.is_empty()
-        || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-    {
+    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) {
         return None;
     }
     let (host, port) = split_authority(rest)?;
@@ -210,8 +208,8 @@ fn split_authority(s: &str) -> Option<(String, Option<u16>)> {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
         };
-        let host_ok = !host.is_empty()
-            && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        let host_ok =
+            !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
         if !host_ok {
             return None;
         }
@@ -219,9 +217,7 @@ fn split_authority(s: &str) -> Option<(String, Option<u16>)> {
     };
     let port = match port {
         None => None,
-        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.parse().ok()?)
-        }
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
         Some(_) => return None,
     };
     Some((host, port))

@@ -71,20 +71,41 @@ mod tests {
     use super::*;
     use crate::host_origin::HostOriginLayer;
 
+    /// uri, Host, Origin headers, expected status, expected rejection.
+    type Case<'a> = (&'a str, Option<&'a str>, &'a [&'a str], StatusCode, Option<Rejection>);
+
     #[tokio::test]
     async fn table() {
         let policy = HostOriginPolicy::loopback(8001).allow_origin("http://localhost:3000").expect("valid");
         let layer = HostOriginLayer::new(policy);
-        let cases: &[(&str, Option<&str>, &[&str], StatusCode, Option<Rejection>)] = &[
+        let cases: &[Case<'_>] = &[
             ("/mcp", Some("localhost:8001"), &[], StatusCode::OK, None),
             ("/mcp", Some("localhost:8001"), &["http://localhost:3000"], StatusCode::OK, None),
-            ("/mcp", Some("localhost:8001"), &["http://evil.com"], StatusCode::FORBIDDEN, Some(Rejection::OriginNotAllowed)),
+            (
+                "/mcp",
+                Some("localhost:8001"),
+                &["http://evil.com"],
+                StatusCode::FORBIDDEN,
+                Some(Rejection::OriginNotAllowed),
+            ),
             ("/mcp", Some("localhost:8001"), &["null"], StatusCode::FORBIDDEN, Some(Rejection::OriginNotAllowed)),
-            ("/mcp", Some("localhost:8001"), &["http://localhost:3000", "http://localhost:3000"], StatusCode::FORBIDDEN, Some(Rejection::OriginNotAllowed)),
+            (
+                "/mcp",
+                Some("localhost:8001"),
+                &["http://localhost:3000", "http://localhost:3000"],
+                StatusCode::FORBIDDEN,
+                Some(Rejection::OriginNotAllowed),
+            ),
             ("/mcp", Some("evil.com"), &[], StatusCode::FORBIDDEN, Some(Rejection::HostNotAllowed)),
             ("/mcp", None, &[], StatusCode::FORBIDDEN, Some(Rejection::HostNotAllowed)),
             ("http://127.0.0.1:8001/mcp", None, &[], StatusCode::OK, None),
-            ("http://evil.com:8001/mcp", Some("localhost:8001"), &[], StatusCode::FORBIDDEN, Some(Rejection::HostNotAllowed)),
+            (
+                "http://evil.com:8001/mcp",
+                Some("localhost:8001"),
+                &[],
+                StatusCode::FORBIDDEN,
+                Some(Rejection::HostNotAllowed),
+            ),
         ];
         for (uri, host, origins, status, reason) in cases {
             let svc = layer.layer(service_fn(|_req: Request<()>| async {

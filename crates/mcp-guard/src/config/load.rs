@@ -36,7 +36,8 @@ where
     let (text, name) = match path {
         Some(path) => {
             let name = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: name.clone(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: name.clone(), source })?;
             (text, name)
         }
         None => (String::new(), "<none>".to_owned()),
@@ -60,9 +61,7 @@ where
         let path: Vec<String> = var[ENV_PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect();
         let env_error = |message: String| ConfigError::Env { var: var.clone(), message };
         if path.len() != 2 || path.iter().any(String::is_empty) {
-            return Err(env_error(format!(
-                "expected {ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SERVER__LISTEN"
-            )));
+            return Err(env_error(format!("expected {ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SERVER__LISTEN")));
         }
         let value = env_value(&value);
         let mut alone = Table::new();
@@ -85,7 +84,8 @@ where
         set(&mut table, &["server".into(), "listen".into()], Value::String(listen.clone()));
     }
 
-    let raw = RawConfig::deserialize(table).map_err(|e| ConfigError::Parse { path: name.to_owned(), message: e.to_string() })?;
+    let raw = RawConfig::deserialize(table)
+        .map_err(|e| ConfigError::Parse { path: name.to_owned(), message: e.to_string() })?;
     Config::from_raw(raw)
 }
 

@@ -149,7 +149,10 @@ impl Config {
     fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            invalid("server.listen", format!("`{listen_text}` is not an address: expected IP:PORT, e.g. 127.0.0.1:8001"))
+            invalid(
+                "server.listen",
+                format!("`{listen_text}` is not an address: expected IP:PORT, e.g. 127.0.0.1:8001"),
+            )
         })?;
 
         let path = raw.server.path.unwrap_or_else(|| "/mcp".to_owned());
@@ -157,10 +160,13 @@ impl Config {
             && path.len() > 1
             && path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
         if !path_ok || RESERVED_PATHS.contains(&path.as_str()) {
-            return Err(invalid("server.path", format!(
-                "`{path}` is not allowed: expected an absolute path such as /mcp (letters, digits, / - _ .), not {}",
-                RESERVED_PATHS.join(", ")
-            )));
+            return Err(invalid(
+                "server.path",
+                format!(
+                    "`{path}` is not allowed: expected an absolute path such as /mcp (letters, digits, / - _ .), not {}",
+                    RESERVED_PATHS.join(", ")
+                ),
+            ));
         }
 
         let mut extra_hosts_origins = HostOriginPolicy::default();
@@ -178,7 +184,10 @@ impl Config {
         let timeout = duration("upstream.timeout", raw.upstream.timeout.as_deref(), Duration::from_secs(60))?;
         let upstream = match (raw.upstream.url, raw.upstream.command) {
             (Some(_), Some(_)) => {
-                return Err(invalid("upstream", "set either `url` (HTTP upstream) or `command` (stdio upstream), not both"));
+                return Err(invalid(
+                    "upstream",
+                    "set either `url` (HTTP upstream) or `command` (stdio upstream), not both",
+                ));
             }
             (Some(url), None) => UpstreamConfig::Http(HttpUpstreamConfig {
                 url: parse_upstream_url(&url)?,
@@ -199,11 +208,16 @@ impl Config {
                 }
                 let max_message_size = match raw.stdio.max_message_size.as_deref() {
                     None => 16 << 20,
-                    Some(text) => parse_size(text)
-                        .ok()
-                        .and_then(|n| usize::try_from(n).ok())
-                        .filter(|n| *n >= 1024)
-                        .ok_or_else(|| invalid("stdio.max_message_size", format!("`{text}` must be a size of at least 1KiB, e.g. `16MiB`")))?,
+                    Some(text) => {
+                        parse_size(text).ok().and_then(|n| usize::try_from(n).ok()).filter(|n| *n >= 1024).ok_or_else(
+                            || {
+                                invalid(
+                                    "stdio.max_message_size",
+                                    format!("`{text}` must be a size of at least 1KiB, e.g. `16MiB`"),
+                                )
+                            },
+                        )?
+                    }
                 };
                 for name in raw.stdio.env.keys() {
                     if name.is_empty() || name.contains(['=', '\0']) {
@@ -218,7 +232,11 @@ impl Config {
                         .env_passthrough
                         .unwrap_or_else(|| DEFAULT_PASSTHROUGH.map(str::to_owned).to_vec()),
                     max_sessions,
-                    idle_timeout: duration("stdio.idle_timeout", raw.stdio.idle_timeout.as_deref(), Duration::from_secs(600))?,
+                    idle_timeout: duration(
+                        "stdio.idle_timeout",
+                        raw.stdio.idle_timeout.as_deref(),
+                        Duration::from_secs(600),
+                    )?,
                     request_timeout: timeout,
                     max_message_size,
                 })
@@ -229,7 +247,9 @@ impl Config {
         let json = match raw.log.format.as_deref() {
             None | Some("json") => true,
             Some("text") => false,
-            Some(other) => return Err(invalid("log.format", format!("`{other}` is not a format: use `json` or `text`"))),
+            Some(other) => {
+                return Err(invalid("log.format", format!("`{other}` is not a format: use `json` or `text`")));
+            }
         };
         // rmcp logs full session ids at info: keep it to warnings by default.
         let level = raw.log.level.unwrap_or_else(|| "info,rmcp=warn".to_owned());
@@ -240,7 +260,11 @@ impl Config {
         Ok(Config {
             listen,
             path,
-            shutdown_timeout: duration("server.shutdown_timeout", raw.server.shutdown_timeout.as_deref(), Duration::from_secs(10))?,
+            shutdown_timeout: duration(
+                "server.shutdown_timeout",
+                raw.server.shutdown_timeout.as_deref(),
+                Duration::from_secs(10),
+            )?,
             extra_hosts_origins,
             upstream,
             log: LogConfig { json, level },
@@ -258,16 +282,19 @@ impl Config {
 }
 
 fn parse_upstream_url(url: &str) -> Result<Uri, ConfigError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| invalid("upstream.url", format!("`{url}` is not a URL: expected e.g. http://127.0.0.1:9000/mcp")))?;
+    let uri: Uri = url.parse().map_err(|_| {
+        invalid("upstream.url", format!("`{url}` is not a URL: expected e.g. http://127.0.0.1:9000/mcp"))
+    })?;
     match (uri.scheme_str(), uri.authority()) {
         (Some("http"), Some(authority)) if !authority.as_str().contains('@') => Ok(uri),
         (Some("https"), _) => Err(invalid(
             "upstream.url",
             "https upstreams are not supported yet: put the upstream on a loopback or private http:// address",
         )),
-        _ => Err(invalid("upstream.url", format!("`{url}` must be an absolute http:// URL without credentials, e.g. http://127.0.0.1:9000/mcp"))),
+        _ => Err(invalid(
+            "upstream.url",
+            format!("`{url}` must be an absolute http:// URL without credentials, e.g. http://127.0.0.1:9000/mcp"),
+        )),
     }
 }
 

@@ -61,7 +61,11 @@ fn bad_values_name_the_key() {
 fn environment_overrides_file_and_is_checked_per_variable() {
     let c = load(
         "[server]\nlisten = \"127.0.0.1:1\"",
-        &[("MCP_GUARD_SERVER__LISTEN", "127.0.0.1:2"), ("MCP_GUARD_UPSTREAM__COMMAND", "[\"srv\", \"--x\"]"), ("OTHER", "x")],
+        &[
+            ("MCP_GUARD_SERVER__LISTEN", "127.0.0.1:2"),
+            ("MCP_GUARD_UPSTREAM__COMMAND", "[\"srv\", \"--x\"]"),
+            ("OTHER", "x"),
+        ],
         &Overrides::default(),
     )
     .expect("valid");
@@ -80,7 +84,8 @@ fn environment_overrides_file_and_is_checked_per_variable() {
 fn cli_overrides_everything_and_picks_the_upstream() {
     let file = "[upstream]\nurl = \"http://127.0.0.1:9/mcp\"";
     let env = [("MCP_GUARD_SERVER__LISTEN", "127.0.0.1:2")];
-    let cli = Overrides { listen: Some("127.0.0.1:3".into()), command: Some(vec!["srv".into()]), ..Overrides::default() };
+    let cli =
+        Overrides { listen: Some("127.0.0.1:3".into()), command: Some(vec!["srv".into()]), ..Overrides::default() };
     let c = load(file, &env, &cli).expect("valid");
     assert_eq!(c.listen.port(), 3);
     assert!(matches!(c.upstream, UpstreamConfig::Stdio(_)));

@@ -8,9 +8,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: expected a whole number and a unit (ms, s, m, h), e.g. `30s`"))?;
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("`{text}` is not a duration: expected a whole number and a unit (ms, s, m, h), e.g. `30s`")
+    })?;
     let unit_ms = match unit.trim() {
         "ms" => 1,
         "s" => 1_000,
@@ -18,9 +18,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => 3_600_000,
         _ => return Err(format!("`{text}` has no valid unit: use ms, s, m or h, e.g. `30s`")),
     };
-    n.checked_mul(unit_ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("`{text}` is too long a duration"))
+    n.checked_mul(unit_ms).map(Duration::from_millis).ok_or_else(|| format!("`{text}` is too long a duration"))
 }
 
 /// Parses a byte size: plain bytes, or `N` followed by `B`, `KiB`, `MiB`, `GiB`

@@ -24,11 +24,7 @@ const MAX_HEADERS: usize = 100;
 
 pub(super) async fn serve(listener: TcpListener, router: Router, stop: CancellationToken, grace: Duration) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_headers(MAX_HEADERS);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_headers(MAX_HEADERS);
     builder.http2().timer(TokioTimer::new()).max_header_list_size(64 * 1024);
     let graceful = GracefulShutdown::new();
     let mut backoff = Duration::from_millis(5);

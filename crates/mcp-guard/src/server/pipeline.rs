@@ -43,7 +43,11 @@ use crate::{body::BoxBody, upstream::Upstream};
 pub(crate) fn build<U: Upstream>(
     host_origin: HostOriginPolicy,
     upstream: Arc<U>,
-) -> impl Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static {
+) -> impl Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
     HostOriginLayer::new(host_origin).layer(Endpoint { upstream })
 }
 

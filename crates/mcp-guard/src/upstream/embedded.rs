@@ -38,11 +38,8 @@ impl EmbeddedUpstream {
             .disable_allowed_hosts()
             .with_cancellation_token(cancel.child_token())
             .with_max_request_body_bytes(usize::MAX);
-        let service = StreamableHttpService::new(
-            || Ok(DemoServer::default()),
-            Arc::new(LocalSessionManager::default()),
-            config,
-        );
+        let service =
+            StreamableHttpService::new(|| Ok(DemoServer::default()), Arc::new(LocalSessionManager::default()), config);
         EmbeddedUpstream { service, cancel }
     }
 }

@@ -126,7 +126,9 @@ async fn deliver(session: &Session, line: Bytes) {
                     Box::pin(deliver(session, Bytes::copy_from_slice(item.get().as_bytes()))).await;
                 }
             }
-            Err(_) => tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), "upstream_invalid_message"),
+            Err(_) => {
+                tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), "upstream_invalid_message")
+            }
         }
         return;
     }
@@ -201,8 +203,12 @@ async fn supervise(shared: Arc<Shared>, session: Arc<Session>, mut child: Child)
         }
     };
     match status {
-        Ok(status) => tracing::info!(target: "mcp_guard::upstream::stdio", session = session.short_id(), pid, %status, "upstream_exited"),
-        Err(e) => tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), pid, error = %e, "upstream_wait_failed"),
+        Ok(status) => {
+            tracing::info!(target: "mcp_guard::upstream::stdio", session = session.short_id(), pid, %status, "upstream_exited")
+        }
+        Err(e) => {
+            tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), pid, error = %e, "upstream_wait_failed")
+        }
     }
     shared.end(&session, "upstream process exited");
 }
@@ -212,7 +218,11 @@ async fn supervise(shared: Arc<Shared>, session: Arc<Session>, mut child: Child)
 /// `Ok(Some(true))`: a line. `Ok(Some(false))`: a line longer than `max`,
 /// skipped whole without buffering it. `Ok(None)`: end of stream. A final
 /// line without `\n` still counts as a line.
-async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Option<bool>> {
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
     buf.clear();
     let mut overflow = false;
     let mut seen_any = false;

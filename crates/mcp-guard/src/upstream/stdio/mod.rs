@@ -72,11 +72,7 @@ impl Shared {
 
     fn lookup(&self, id: Option<&HeaderValue>) -> Result<Arc<Session>, Rejection> {
         let id = id.ok_or(Rejection::SessionRequired)?.to_str().map_err(|_| Rejection::SessionNotFound)?;
-        self.sessions()
-            .get(id)
-            .filter(|s| !s.ended.is_cancelled())
-            .cloned()
-            .ok_or(Rejection::SessionNotFound)
+        self.sessions().get(id).filter(|s| !s.ended.is_cancelled()).cloned().ok_or(Rejection::SessionNotFound)
     }
 
     /// Ends a session once: forgets its id, frees its slot, stops its child,
@@ -95,7 +91,8 @@ impl Shared {
         self.reserved.fetch_sub(1, Ordering::AcqRel);
         session.ended.cancel();
         for (id, stream) in session.drain() {
-            let error = error_response(&id, code::INTERNAL_ERROR, "The upstream MCP server session ended", "upstream_exited");
+            let error =
+                error_response(&id, code::INTERNAL_ERROR, "The upstream MCP server session ended", "upstream_exited");
             // Best effort: the stream may be gone or full; the request is over either way.
             let _ = stream.try_send(error);
         }
@@ -158,7 +155,12 @@ impl Shared {
 
     /// Writes the body's messages to the child. Requests are answered on a
     /// new SSE stream; a body of only notifications and responses gets 202.
-    async fn forward(&self, session: &Session, body: &Bytes, inspection: &Inspection) -> Result<Response<BoxBody>, Rejection> {
+    async fn forward(
+        &self,
+        session: &Session,
+        body: &Bytes,
+        inspection: &Inspection,
+    ) -> Result<Response<BoxBody>, Rejection> {
         let requests: Vec<(RequestId, Option<Box<str>>)> = inspection
             .messages
             .iter()
@@ -169,9 +171,7 @@ impl Shared {
             None
         } else {
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            session
-                .register(&requests, &tx, self.config.request_timeout)
-                .map_err(|_| Rejection::DuplicateRequestId)?;
+            session.register(&requests, &tx, self.config.request_timeout).map_err(|_| Rejection::DuplicateRequestId)?;
             // Only the pending entries hold the sender now: the stream ends
             // when the last of them is answered.
             drop(tx);
@@ -221,7 +221,12 @@ impl Shared {
             for session in sessions {
                 for (id, stream) in session.expire(now) {
                     tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), id = id.as_json(), "upstream_request_timeout");
-                    let error = error_response(&id, code::INTERNAL_ERROR, "The upstream MCP server did not answer in time", "upstream_timeout");
+                    let error = error_response(
+                        &id,
+                        code::INTERNAL_ERROR,
+                        "The upstream MCP server did not answer in time",
+                        "upstream_timeout",
+                    );
                     let _ = stream.try_send(error);
                     let cancel = format!(
                         r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"timed out in mcp-guard"}}}}"#,

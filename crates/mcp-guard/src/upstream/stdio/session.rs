@@ -48,6 +48,17 @@ struct Routes {
     last_seen: Option<Instant>,
 }
 
+impl Routes {
+    /// Stops tracking a request, and its progress token with it.
+    fn take(&mut self, id: &RequestId) -> Option<Pending> {
+        let pending = self.pending.remove(id)?;
+        if let Some(token) = &pending.progress_token {
+            self.progress.remove(token);
+        }
+        Some(pending)
+    }
+}
+
 /// Where a message from the child should go.
 #[derive(Debug)]
 pub(crate) enum Route {
@@ -124,24 +135,14 @@ impl Session {
     pub(crate) fn unregister(&self, ids: &[RequestId]) {
         let mut routes = self.routes();
         for id in ids {
-            if let Some(p) = routes.pending.remove(id) {
-                if let Some(token) = p.progress_token {
-                    routes.progress.remove(&token);
-                }
-            }
+            routes.take(id);
         }
     }
 
     /// The stream for the response to `id`, which stops being pending.
     pub(crate) fn route_response(&self, id: &RequestId) -> Route {
-        let mut routes = self.routes();
-        match routes.pending.remove(id) {
-            Some(p) => {
-                if let Some(token) = p.progress_token {
-                    routes.progress.remove(&token);
-                }
-                Route::Stream(p.stream)
-            }
+        match self.routes().take(id) {
+            Some(p) => Route::Stream(p.stream),
             None => Route::Dropped,
         }
     }
@@ -192,16 +193,7 @@ impl Session {
         let mut routes = self.routes();
         let expired: Vec<RequestId> =
             routes.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| id.clone()).collect();
-        expired
-            .into_iter()
-            .filter_map(|id| {
-                let p = routes.pending.remove(&id)?;
-                if let Some(token) = p.progress_token {
-                    routes.progress.remove(&token);
-                }
-                Some((id, p.stream))
-            })
-            .collect()
+        expired.into_iter().filter_map(|id| routes.take(&id).map(|p| (id, p.stream))).collect()
     }
 
     /// True when nothing happened for `idle` and no stream is open.

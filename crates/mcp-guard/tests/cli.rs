@@ -1,0 +1,106 @@
+//! The binary itself: flags, config checking, every shipped example, and
+//! a graceful SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-guard");
+
+fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("examples/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).env_clear().output().expect("binary runs")
+}
+
+#[test]
+fn version_and_help() {
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("mcp-guard {}", env!("CARGO_PKG_VERSION")));
+    let help = String::from_utf8_lossy(&run(&["--help"]).stdout).into_owned();
+    for needle in ["--upstream", "--listen", "check-config", "Examples:"] {
+        assert!(help.contains(needle), "help lacks {needle}");
+    }
+}
+
+#[test]
+fn every_shipped_example_config_is_valid() {
+    let files = examples();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in files {
+        let out = run(&["check-config", file.to_str().expect("utf-8 path")]);
+        assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+    }
+}
+
+#[test]
+fn bad_config_fails_naming_key_and_line() {
+    let dir = std::env::temp_dir().join(format!("mcp-guard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cases = [
+        ("[server]\nlisten = \"127.0.0.1:1\"\nport = 9\n", &["line 3", "unknown field `port`"][..]),
+        ("[upstream]\nurl = \"ftp://x\"\n", &["`upstream.url`", "http://"][..]),
+    ];
+    for (i, (text, needles)) in cases.iter().enumerate() {
+        let file = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&file, text).expect("write");
+        let path = file.to_str().expect("utf-8");
+        for args in [vec!["check-config", path], vec!["--config", path]] {
+            let out = run(&args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            for needle in *needles {
+                assert!(err.contains(needle), "{args:?}: {err}");
+            }
+        }
+    }
+    let out = Command::new(BIN).args(["--listen", "nowhere"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`server.listen`"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn sigterm_stops_the_gateway_cleanly() {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gateway starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let endpoint = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+            (v["message"] == "listening").then(|| v["endpoint"].as_str().map(str::to_owned)).flatten()
+        })
+        .expect("a `listening` log line with the endpoint");
+    assert!(endpoint.starts_with("http://127.0.0.1:") && endpoint.ends_with("/mcp"), "{endpoint}");
+    let started = Instant::now();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().expect("gateway exits");
+    assert!(exit.success(), "{exit:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(rest.iter().any(|l| l.contains("shutdown_requested") && l.contains("SIGTERM")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("\"stopped\"")), "{rest:?}");
+}
