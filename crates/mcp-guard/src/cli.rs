@@ -107,30 +107,36 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
+        // Handlers first: a signal that arrives once we listen must find them.
+        let signals = shutdown_signal()?;
         let running = server::start(config.clone())
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         tracing::info!(target: "mcp_guard", endpoint = %format!("http://{}{}", running.local_addr(), config.path), version = env!("CARGO_PKG_VERSION"), "listening");
-        shutdown_signal().await?;
+        signals.await;
         running.shutdown().await;
         Ok(())
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+/// Installs the SIGINT and SIGTERM handlers now; the future resolves on either.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
         tracing::info!(target: "mcp_guard", signal = name, "shutdown_requested");
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("installing the Ctrl-C handler")?;
-    Ok(())
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
