@@ -311,7 +311,15 @@ run_gateway_target() {
         return
     fi
     port=$(free_port)
-    start_bg "$logfile" "$GUARD_BIN" --listen "127.0.0.1:$port" "$@"
+    # Two settings differ from the defaults, for reasons of the suite's own:
+    # - it sends hundreds of requests a minute from one address (it tests
+    #   protocol behaviour, not limits), so the 60/min rate limit is raised;
+    # - server-sse-multiple-streams negotiates 2025-11-25 and then sends
+    #   `MCP-Protocol-Version: 2025-03-26` on that session. The spec says a
+    #   client SHOULD repeat the negotiated version; mcp-guard refuses the
+    #   mismatch by default, and here serves it under the negotiated rules.
+    RATE_LIMIT_PER_MINUTE=1000000 MCP_GUARD_PROTOCOL__ENFORCE_NEGOTIATED_VERSION=false \
+        start_bg "$logfile" "$GUARD_BIN" --listen "127.0.0.1:$port" "$@"
     local pid=$BG_PID
     if ! wait_for_port "$pid" "$port" "mcp-guard ($target)" "$logfile"; then
         mark_broken "$target" "gateway did not start (log: $logfile)"

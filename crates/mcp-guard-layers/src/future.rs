@@ -50,3 +50,42 @@ where
         }
     }
 }
+
+/// Something done to a response once the inner service produced it.
+pub trait OnResponse {
+    /// Edits the response in place.
+    fn on_response<B>(self, response: &mut Response<B>);
+}
+
+pin_project! {
+    /// Runs an [`OnResponse`] hook on the inner service's response.
+    #[derive(Debug)]
+    pub struct HookFuture<F, H> {
+        #[pin]
+        inner: F,
+        hook: Option<H>,
+    }
+}
+
+impl<F, H> HookFuture<F, H> {
+    pub(crate) fn new(inner: F, hook: H) -> Self {
+        HookFuture { inner, hook: Some(hook) }
+    }
+}
+
+impl<F, H, B, E> Future for HookFuture<F, H>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    H: OnResponse,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(hook)) = (&mut result, this.hook.take()) {
+            hook.on_response(response);
+        }
+        Poll::Ready(result)
+    }
+}

@@ -16,10 +16,20 @@
 //! response body type but `From<Bytes>`, which `axum::body::Body` and
 //! `http_body_util::Full<Bytes>` both provide.
 
+pub mod body_limit;
+pub mod client_ip;
+pub mod cors;
 pub mod future;
 pub mod host_origin;
+pub mod identity;
+pub mod inspect;
 pub mod jsonrpc;
+pub mod protocol_version;
+pub mod rate_limit;
 pub mod rejection;
+pub mod request_id;
+pub mod security_headers;
+pub mod sse;
 pub mod transport;
 
 pub use rejection::Rejection;

@@ -98,6 +98,13 @@ rejections! {
     SessionRequired => (BAD_REQUEST, code::SERVER_ERROR, "session_required", "Bad Request: Mcp-Session-Id header is required"),
     /// An `initialize` sent with an `Mcp-Session-Id`.
     InitializeInSession => (BAD_REQUEST, code::INVALID_REQUEST, "initialize_in_session", "Invalid Request: initialize must not carry Mcp-Session-Id"),
+    /// `MCP-Protocol-Version` differs from the session's negotiated version,
+    /// or from the `protocolVersion` in the initialize body it travels with.
+    ProtocolVersionMismatch => (BAD_REQUEST, code::SERVER_ERROR, "protocol_version_mismatch", "Bad Request: MCP-Protocol-Version does not match the negotiated protocol version"),
+    /// The request body stopped arriving (client went away mid-body).
+    BodyIncomplete => (BAD_REQUEST, code::SERVER_ERROR, "body_incomplete", "Bad Request: the request body could not be read"),
+    /// The request body did not arrive within the body read timeout.
+    RequestTimeout => (REQUEST_TIMEOUT, code::SERVER_ERROR, "request_timeout", "Request Timeout: the request body did not arrive in time"),
     /// A protocol revision this upstream cannot serve.
     UnsupportedProtocolVersion => (BAD_REQUEST, code::SERVER_ERROR, "unsupported_protocol_version", "Bad Request: unsupported MCP-Protocol-Version"),
     /// Unknown, expired, ended, or another principal's session: all look alike.
@@ -131,6 +138,15 @@ impl Rejection {
             self.message(),
             self.reason()
         ))
+    }
+
+    /// The security event this rejection is logged and counted as
+    /// (`mcp_guard_security_events_total{event=...}`).
+    pub const fn security_event(self) -> &'static str {
+        match self {
+            Rejection::HostNotAllowed | Rejection::OriginNotAllowed => "dns_rebinding_attempt_blocked",
+            other => other.reason(),
+        }
     }
 
     /// This rejection as a complete response.

@@ -40,6 +40,9 @@ struct RunArgs {
     /// Address to listen on [default: 127.0.0.1:8001].
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Largest request body, e.g. `1MiB` [default: 4MiB].
+    #[arg(long, value_name = "SIZE")]
+    max_body: Option<String>,
     /// Streamable HTTP MCP server to guard.
     #[arg(long, value_name = "URL", conflicts_with = "stdio_command")]
     upstream: Option<String>,
@@ -102,6 +105,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         listen: args.listen,
         upstream_url: args.upstream,
         command: (!args.stdio_command.is_empty()).then_some(args.stdio_command),
+        max_body: args.max_body,
     };
     let config = load(args.config.as_deref(), &overrides)?;
     telemetry::init(&config.log);

@@ -26,7 +26,15 @@ pub struct Overrides {
     pub upstream_url: Option<String>,
     /// `-- CMD ARG...`.
     pub command: Option<Vec<String>>,
+    /// `--max-body SIZE`.
+    pub max_body: Option<String>,
 }
+
+/// `CORS_ORIGINS`: origins added to `server.allowed_origins`, as a JSON list
+/// (`["http://localhost:3000"]`) or comma-separated.
+const CORS_ORIGINS: &str = "CORS_ORIGINS";
+/// `RATE_LIMIT_PER_MINUTE`: sets `rate_limit.per_minute`.
+const RATE_LIMIT_PER_MINUTE: &str = "RATE_LIMIT_PER_MINUTE";
 
 /// Loads `path` (if any), applies `env` and `overrides`, validates.
 pub fn load<I>(path: Option<&Path>, env: I, overrides: &Overrides) -> Result<Config, ConfigError>
@@ -55,7 +63,17 @@ where
     toml::from_str::<RawConfig>(text).map_err(parse_error)?;
     let mut table: Table = toml::from_str(text).map_err(parse_error)?;
 
-    let mut vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let mut cors_origins = None;
+    let mut rate_per_minute = None;
+    for (k, v) in env {
+        match k.as_str() {
+            CORS_ORIGINS => cors_origins = Some(v),
+            RATE_LIMIT_PER_MINUTE => rate_per_minute = Some(v),
+            _ if k.starts_with(ENV_PREFIX) => vars.push((k, v)),
+            _ => {}
+        }
+    }
     vars.sort();
     for (var, value) in vars {
         let path: Vec<String> = var[ENV_PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect();
@@ -70,6 +88,25 @@ where
         set(&mut table, &path, value);
     }
 
+    // The two plain variables the security-middleware guide uses, kept for compatibility.
+    if let Some(text) = cors_origins {
+        let origins =
+            parse_origin_list(&text).map_err(|message| ConfigError::Env { var: CORS_ORIGINS.into(), message })?;
+        let mut all = match table.get("server").and_then(|s| s.get("allowed_origins")) {
+            Some(Value::Array(existing)) => existing.clone(),
+            _ => Vec::new(),
+        };
+        all.extend(origins.into_iter().map(Value::String));
+        set(&mut table, &["server".into(), "allowed_origins".into()], Value::Array(all));
+    }
+    if let Some(text) = rate_per_minute {
+        let n: u32 = text.trim().parse().map_err(|_| ConfigError::Env {
+            var: RATE_LIMIT_PER_MINUTE.into(),
+            message: format!("`{text}` is not a whole number of requests per minute"),
+        })?;
+        set(&mut table, &["rate_limit".into(), "per_minute".into()], Value::Integer(i64::from(n)));
+    }
+
     // The CLI picks the upstream outright: a flag for one kind drops the other.
     if let Some(url) = &overrides.upstream_url {
         remove(&mut table, &["upstream", "command"]);
@@ -80,6 +117,9 @@ where
         let argv = Value::Array(argv.iter().cloned().map(Value::String).collect());
         set(&mut table, &["upstream".into(), "command".into()], argv);
     }
+    if let Some(max_body) = &overrides.max_body {
+        set(&mut table, &["limits".into(), "max_body".into()], Value::String(max_body.clone()));
+    }
     if let Some(listen) = &overrides.listen {
         set(&mut table, &["server".into(), "listen".into()], Value::String(listen.clone()));
     }
@@ -87,6 +127,16 @@ where
     let raw = RawConfig::deserialize(table)
         .map_err(|e| ConfigError::Parse { path: name.to_owned(), message: e.to_string() })?;
     Config::from_raw(raw)
+}
+
+fn parse_origin_list(text: &str) -> Result<Vec<String>, String> {
+    let text = text.trim();
+    if text.starts_with('[') {
+        serde_json::from_str::<Vec<String>>(text)
+            .map_err(|e| format!("not a JSON list of strings ({e}); e.g. [\"http://localhost:3000\"]"))
+    } else {
+        Ok(text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+    }
 }
 
 fn env_value(text: &str) -> Value {

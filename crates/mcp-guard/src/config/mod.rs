@@ -9,8 +9,10 @@ mod units;
 
 use std::{net::SocketAddr, time::Duration};
 
+use std::num::NonZeroU32;
+
 use http::Uri;
-use mcp_guard_layers::host_origin::HostOriginPolicy;
+use mcp_guard_layers::{client_ip::TrustedProxies, host_origin::HostOriginPolicy, jsonrpc::Limits};
 
 pub use load::{Overrides, load, load_from_str};
 use raw::RawConfig;
@@ -70,10 +72,56 @@ pub struct Config {
     /// Hosts and origins allowed beyond the loopback defaults, which
     /// [`Config::host_origin`] adds once the listening port is known.
     pub extra_hosts_origins: HostOriginPolicy,
+    /// Proxies whose `X-Forwarded-For`/`Forwarded` are believed. Default
+    /// none: the TCP peer is the client, so a client cannot choose its own
+    /// rate-limit key.
+    pub trusted_proxies: TrustedProxies,
+    /// Time a client gets to send its request headers; also how long an idle
+    /// HTTP/1.1 keep-alive connection is kept. Default 10s (slowloris bound).
+    pub header_read_timeout: Duration,
+    /// Time a client gets to send a request body. Default 30s.
+    pub body_read_timeout: Duration,
+    /// Largest request body. Default 4 MiB; larger gets 413 before parsing.
+    pub max_body: usize,
+    /// JSON nesting depth and batch length limits. Default 64 and 100.
+    pub json_limits: Limits,
+    /// Supported MCP protocol revisions. Default 2025-03-26, 2025-06-18,
+    /// 2025-11-25, 2026-07-28.
+    pub protocol_versions: Vec<String>,
+    /// After initialize, refuse an `MCP-Protocol-Version` that differs from
+    /// the session's negotiated one. Default on. Off: such requests are
+    /// served under the negotiated version's rules instead.
+    pub enforce_negotiated_version: bool,
+    /// Per-caller rate limits; `None` when disabled. Default on: 60 per
+    /// minute per principal (or client IP), burst 60.
+    pub rate_limit: Option<RateLimitSettings>,
+    /// Serve Prometheus metrics at `/metrics`. Default on (the listener is
+    /// loopback-only unless configured otherwise).
+    pub metrics: bool,
     /// The MCP server behind the gateway.
     pub upstream: UpstreamConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// A rate: requests per minute, with a burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Sustained requests per minute.
+    pub per_minute: NonZeroU32,
+    /// Requests that may be sent at once (default: the per-minute quota).
+    pub burst: NonZeroU32,
+}
+
+/// Validated rate-limit settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Per caller, across all requests.
+    pub caller: Quota,
+    /// Additionally per caller and JSON-RPC method.
+    pub per_method: Vec<(String, Quota)>,
+    /// Additionally per caller and tool (`tools/call`).
+    pub per_tool: Vec<(String, Quota)>,
 }
 
 /// Which MCP server the gateway fronts.
@@ -244,6 +292,62 @@ impl Config {
             (None, None) => UpstreamConfig::Demo,
         };
 
+        let trusted_proxies = TrustedProxies::parse(&raw.server.trusted_proxies).map_err(|e| {
+            let i = raw.server.trusted_proxies.iter().position(|p| p.trim() == e.0).unwrap_or(0);
+            invalid(format!("server.trusted_proxies[{i}]"), e.to_string())
+        })?;
+        let max_body = match raw.limits.max_body.as_deref() {
+            None => 4 << 20,
+            Some(text) => {
+                parse_size(text).ok().and_then(|n| usize::try_from(n).ok()).filter(|n| *n >= 1024).ok_or_else(|| {
+                    invalid("limits.max_body", format!("`{text}` must be a size of at least 1KiB, e.g. `4MiB`"))
+                })?
+            }
+        };
+        let defaults = Limits::default();
+        let json_limits = Limits {
+            max_depth: positive("limits.max_json_depth", raw.limits.max_json_depth, defaults.max_depth)?,
+            max_batch: positive("limits.max_batch", raw.limits.max_batch, defaults.max_batch)?,
+        };
+        let protocol_versions = match raw.protocol.versions {
+            None => DEFAULT_VERSIONS.map(str::to_owned).to_vec(),
+            Some(list) => {
+                if list.is_empty() {
+                    return Err(invalid("protocol.versions", "must list at least one version, e.g. [\"2025-11-25\"]"));
+                }
+                for (i, v) in list.iter().enumerate() {
+                    if !is_version(v) {
+                        return Err(invalid(
+                            format!("protocol.versions[{i}]"),
+                            format!("`{v}` is not a protocol revision: expected YYYY-MM-DD, e.g. 2025-11-25"),
+                        ));
+                    }
+                }
+                list
+            }
+        };
+        let rate_limit = match raw.rate_limit.enabled {
+            Some(false) => None,
+            _ => {
+                let caller = quota("rate_limit", raw.rate_limit.per_minute.unwrap_or(60), raw.rate_limit.burst)?;
+                let mut per_method = Vec::new();
+                for (method, q) in raw.rate_limit.per_method {
+                    per_method.push((
+                        method.clone(),
+                        quota(&format!("rate_limit.per_method.\"{method}\""), q.per_minute, q.burst)?,
+                    ));
+                }
+                let mut per_tool = Vec::new();
+                for (tool, q) in raw.rate_limit.per_tool {
+                    per_tool.push((
+                        tool.clone(),
+                        quota(&format!("rate_limit.per_tool.\"{tool}\""), q.per_minute, q.burst)?,
+                    ));
+                }
+                Some(RateLimitSettings { caller, per_method, per_tool })
+            }
+        };
+
         let json = match raw.log.format.as_deref() {
             None | Some("json") => true,
             Some("text") => false,
@@ -266,6 +370,23 @@ impl Config {
                 Duration::from_secs(10),
             )?,
             extra_hosts_origins,
+            trusted_proxies,
+            header_read_timeout: duration(
+                "server.header_read_timeout",
+                raw.server.header_read_timeout.as_deref(),
+                Duration::from_secs(10),
+            )?,
+            body_read_timeout: duration(
+                "server.body_read_timeout",
+                raw.server.body_read_timeout.as_deref(),
+                Duration::from_secs(30),
+            )?,
+            max_body,
+            json_limits,
+            protocol_versions,
+            enforce_negotiated_version: raw.protocol.enforce_negotiated_version.unwrap_or(true),
+            rate_limit,
+            metrics: raw.metrics.enabled.unwrap_or(true),
             upstream,
             log: LogConfig { json, level },
         })
@@ -279,6 +400,33 @@ impl Config {
     pub fn host_origin(&self, port: u16) -> HostOriginPolicy {
         self.extra_hosts_origins.clone().with_loopback(port)
     }
+}
+
+/// The default supported revisions, as the layer defines them.
+const DEFAULT_VERSIONS: [&str; 4] = mcp_guard_layers::protocol_version::DEFAULT_VERSIONS;
+
+fn is_version(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 10 && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+}
+
+fn positive(key: &str, value: Option<usize>, default: usize) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(invalid(key, "must be at least 1")),
+        Some(n) => Ok(n),
+    }
+}
+
+fn quota(key: &str, per_minute: u32, burst: Option<u32>) -> Result<Quota, ConfigError> {
+    let per_minute = NonZeroU32::new(per_minute).ok_or_else(|| {
+        invalid(format!("{key}.per_minute"), "must be at least 1 (set `rate_limit.enabled = false` to turn limits off)")
+    })?;
+    let burst = match burst {
+        None => per_minute,
+        Some(b) => NonZeroU32::new(b).ok_or_else(|| invalid(format!("{key}.burst"), "must be at least 1"))?,
+    };
+    Ok(Quota { per_minute, burst })
 }
 
 fn parse_upstream_url(url: &str) -> Result<Uri, ConfigError> {

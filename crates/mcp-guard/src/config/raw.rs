@@ -12,7 +12,49 @@ pub(crate) struct RawConfig {
     pub(crate) server: RawServer,
     pub(crate) upstream: RawUpstream,
     pub(crate) stdio: RawStdio,
+    pub(crate) limits: RawLimits,
+    pub(crate) protocol: RawProtocol,
+    pub(crate) rate_limit: RawRateLimit,
+    pub(crate) metrics: RawMetrics,
     pub(crate) log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawLimits {
+    pub(crate) max_body: Option<String>,
+    pub(crate) max_json_depth: Option<usize>,
+    pub(crate) max_batch: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawProtocol {
+    pub(crate) versions: Option<Vec<String>>,
+    pub(crate) enforce_negotiated_version: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawRateLimit {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) per_minute: Option<u32>,
+    pub(crate) burst: Option<u32>,
+    pub(crate) per_method: BTreeMap<String, RawQuota>,
+    pub(crate) per_tool: BTreeMap<String, RawQuota>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQuota {
+    pub(crate) per_minute: u32,
+    pub(crate) burst: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawMetrics {
+    pub(crate) enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +65,9 @@ pub(crate) struct RawServer {
     pub(crate) shutdown_timeout: Option<String>,
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) allowed_origins: Vec<String>,
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) header_read_timeout: Option<String>,
+    pub(crate) body_read_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -107,3 +107,64 @@ fn host_and_origin_lists_extend_the_loopback_defaults() {
     assert!(c.host_origin(c.listen.port()).origin_allowed(b"http://localhost:3000"));
     assert!(!c.host_origin(c.listen.port()).origin_allowed(b"http://localhost:3001"));
 }
+
+#[test]
+fn security_settings_default_on_and_validate() {
+    let c = load("", &[], &Overrides::default()).expect("valid");
+    assert_eq!(c.max_body, 4 << 20);
+    assert_eq!(c.protocol_versions, ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]);
+    let rl = c.rate_limit.expect("on by default");
+    assert_eq!((rl.caller.per_minute.get(), rl.caller.burst.get()), (60, 60));
+    assert!(c.trusted_proxies.is_empty() && c.metrics);
+    let cases: &[(&str, &str)] = &[
+        ("[limits]\nmax_body = \"12\"", "`limits.max_body`"),
+        ("[limits]\nmax_json_depth = 0", "`limits.max_json_depth`"),
+        ("[protocol]\nversions = []", "`protocol.versions`"),
+        ("[protocol]\nversions = [\"2025-06-18\", \"1.0\"]", "`protocol.versions[1]`"),
+        ("[rate_limit]\nper_minute = 0", "`rate_limit.per_minute`"),
+        ("[rate_limit]\nburst = 0", "`rate_limit.burst`"),
+        ("[rate_limit.per_tool]\nslow = { per_minute = 0 }", "`rate_limit.per_tool.\"slow\".per_minute`"),
+        ("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"bogus\"]", "`server.trusted_proxies[1]`"),
+    ];
+    for (text, key) in cases {
+        let e = error(text, &[]);
+        assert!(e.contains(key), "{text:?} gave {e}");
+    }
+    let c = load("[rate_limit]\nenabled = false", &[], &Overrides::default()).expect("valid");
+    assert!(c.rate_limit.is_none());
+    let c =
+        load("[rate_limit.per_method]\n\"tools/call\" = { per_minute = 30, burst = 5 }", &[], &Overrides::default())
+            .expect("valid");
+    let rl = c.rate_limit.expect("on");
+    assert_eq!(rl.per_method[0].0, "tools/call");
+    assert_eq!((rl.per_method[0].1.per_minute.get(), rl.per_method[0].1.burst.get()), (30, 5));
+}
+
+#[test]
+fn guide_environment_variables_are_honoured() {
+    let c = load(
+        "[server]\nallowed_origins = [\"http://a.example\"]",
+        &[
+            ("CORS_ORIGINS", "[\"http://localhost:3000\", \"https://app.example.com\"]"),
+            ("RATE_LIMIT_PER_MINUTE", "120"),
+        ],
+        &Overrides::default(),
+    )
+    .expect("valid");
+    let policy = c.host_origin(c.listen.port());
+    for origin in ["http://a.example", "http://localhost:3000", "https://app.example.com"] {
+        assert!(policy.origin_allowed(origin.as_bytes()), "{origin}");
+    }
+    assert_eq!(c.rate_limit.expect("on").caller.per_minute.get(), 120);
+    let c =
+        load("", &[("CORS_ORIGINS", "http://x.example:1, http://y.example:2")], &Overrides::default()).expect("valid");
+    assert!(c.host_origin(1).origin_allowed(b"http://y.example:2"));
+    let e = error("", &[("CORS_ORIGINS", "[not json")]);
+    assert!(e.contains("CORS_ORIGINS"), "{e}");
+    let e = error("", &[("CORS_ORIGINS", "evil.com")]);
+    assert!(e.contains("allowed_origins"), "{e}");
+    let e = error("", &[("RATE_LIMIT_PER_MINUTE", "lots")]);
+    assert!(e.contains("RATE_LIMIT_PER_MINUTE"), "{e}");
+    let cli = Overrides { max_body: Some("1MiB".into()), ..Overrides::default() };
+    assert_eq!(load("", &[], &cli).expect("valid").max_body, 1 << 20);
+}

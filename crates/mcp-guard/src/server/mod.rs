@@ -6,6 +6,8 @@ mod pipeline;
 
 use std::{net::SocketAddr, sync::Arc};
 
+use std::time::Duration;
+
 use axum::{Router, extract::State, routing::get};
 use http::StatusCode;
 use mcp_guard_layers::Rejection;
@@ -15,8 +17,12 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     body::BoxBody,
     config::{Config, UpstreamConfig},
+    telemetry,
     upstream::{Upstream, embedded::EmbeddedUpstream, http::HttpUpstream, stdio::StdioUpstream},
 };
+
+/// How often limiter state is pruned and gauges refreshed.
+const JANITOR_TICK: Duration = Duration::from_secs(30);
 
 /// A gateway that is listening.
 #[derive(Debug)]
@@ -54,31 +60,69 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
 
 fn launch<U: Upstream>(config: &Config, listener: TcpListener, addr: SocketAddr, upstream: U) -> Running {
     let upstream = Arc::new(upstream);
-    let host_origin = config.host_origin(addr.port());
-    tracing::info!(
-        target: "mcp_guard",
-        listen = %addr,
-        path = config.path,
-        upstream = upstream.kind(),
-        allowed_origins = ?host_origin.describe_origins(),
-        "origin_validation_enabled"
-    );
-    let router = Router::new()
-        .route_service(&config.path, pipeline::build(host_origin, Arc::clone(&upstream)))
+    let shared = pipeline::Shared::new(config);
+    log_settings(config, addr, &shared, upstream.kind());
+    if config.metrics {
+        // Installs the recorder before the first request is counted.
+        telemetry::metrics();
+    }
+    let mut routes = Router::new()
+        .route_service(&config.path, pipeline::mcp_endpoint(config, addr.port(), &shared, Arc::clone(&upstream)))
         .route("/health", get(health))
-        .route("/ready", get(ready::<U>))
-        .fallback(not_found)
-        .with_state(Arc::clone(&upstream))
-        .layer(axum::middleware::from_fn(observe::observe));
+        .route("/ready", get(ready::<U>));
+    if config.metrics {
+        routes = routes.route("/metrics", get(metrics));
+    }
+    let routes = routes.fallback(not_found).with_state(Arc::clone(&upstream));
+    let service = pipeline::around_routes(config, false, routes);
     let stop = CancellationToken::new();
-    let grace = config.shutdown_timeout;
     let token = stop.clone();
+    let (grace, header_timeout) = (config.shutdown_timeout, config.header_read_timeout);
+    let janitor = tokio::spawn(janitor(shared, Arc::clone(&upstream)));
     let task = tokio::spawn(async move {
-        listener::serve(listener, router, token, grace).await;
+        listener::serve(listener, service, token, listener::Limits { grace, header_timeout }).await;
+        janitor.abort();
         upstream.shutdown().await;
         tracing::info!(target: "mcp_guard", "stopped");
     });
     Running { addr, stop, task }
+}
+
+fn log_settings(config: &Config, addr: SocketAddr, shared: &pipeline::Shared, upstream: &str) {
+    let host_origin = config.host_origin(addr.port());
+    tracing::info!(target: "mcp_guard", listen = %addr, path = config.path, upstream, "gateway_starting");
+    tracing::info!(target: "mcp_guard", allowed_origins = ?host_origin.describe_origins(), "origin_validation_enabled");
+    let versions: Vec<&str> = shared.versions.supported().collect();
+    tracing::info!(target: "mcp_guard", supported_versions = ?versions, "protocol_version_validation_enabled");
+    tracing::info!(target: "mcp_guard", max_size_mb = config.max_body as f64 / 1_048_576.0, "request_size_limit_enabled");
+    match &config.rate_limit {
+        Some(rl) => tracing::info!(
+            target: "mcp_guard",
+            per_minute = rl.caller.per_minute.get(),
+            burst = rl.caller.burst.get(),
+            per_method = rl.per_method.len(),
+            per_tool = rl.per_tool.len(),
+            "rate_limit_enabled"
+        ),
+        None => tracing::warn!(target: "mcp_guard", "rate_limit_disabled"),
+    }
+}
+
+/// Prunes idle rate-limit keys, runs metrics upkeep, refreshes gauges.
+async fn janitor<U: Upstream>(shared: pipeline::Shared, upstream: Arc<U>) {
+    let mut tick = tokio::time::interval(JANITOR_TICK);
+    loop {
+        tick.tick().await;
+        if let Some(limiter) = &shared.rate_limit {
+            limiter.housekeeping();
+            metrics::gauge!("mcp_guard_rate_limit_keys").set(limiter.len() as f64);
+        }
+        let sessions = upstream.session_count().unwrap_or_else(|| shared.versions.len());
+        metrics::gauge!("mcp_guard_active_sessions").set(sessions as f64);
+        if let Some(handle) = telemetry::metrics() {
+            handle.run_upkeep();
+        }
+    }
 }
 
 async fn health() -> &'static str {
@@ -89,6 +133,13 @@ async fn ready<U: Upstream>(State(upstream): State<Arc<U>>) -> (StatusCode, Stri
     match upstream.ready().await {
         Ok(()) => (StatusCode::OK, "ready".into()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+async fn metrics() -> (StatusCode, String) {
+    match telemetry::metrics() {
+        Some(handle) => (StatusCode::OK, handle.render()),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "another metrics recorder is installed".into()),
     }
 }
 

@@ -1,21 +1,31 @@
-//! The request path of the MCP endpoint, built in one place.
+//! The request path, built in one place.
 //!
-//! Order, outermost first, and why:
+//! Every route (the MCP endpoint, `/health`, `/ready`, `/metrics`) gets:
 //!
-//! 1. **Request id and timing** (`observe`): first in, last out, so every
-//!    answer, rejections included, is timed, logged and counted.
-//! 2. **Security headers** (issue 3): on every response, errors included.
-//! 3. **Host/Origin**: a DNS-rebinding page is refused before anything
-//!    else looks at the request, let alone reads its body.
-//! 4. **CORS preflight** (issue 3): answered only for origins step 3 allowed.
-//! 5. **Body limit** (issue 3): before anything parses the body.
-//! 6. **Authentication** (issue 4): identifies the principal.
-//! 7. **MCP-Protocol-Version** (issue 3).
-//! 8. **JSON-RPC inspection** (issue 3): parses the body once for everyone after.
-//! 9. **Authorization** (issue 5): needs principal and method.
-//! 10. **Rate limit** (issue 3): keyed by principal, so after authentication;
-//!     last, so refused requests do not spend quota.
-//! 11. **Transport rules and the upstream** ([`Endpoint`]).
+//! 1. **Request id** — first, so every log line and the upstream can carry it.
+//! 2. **Client IP** — resolved once (trusted proxies only) for logs and limits.
+//! 3. **Timing, metrics, the rejection log** (`observe`) — outside everything
+//!    that can refuse, so every answer, refusals included, is timed and counted.
+//! 4. **Security headers** — on every response, errors included.
+//!
+//! The MCP endpoint then adds, in order:
+//!
+//! 5. **Host/Origin** — a DNS-rebinding page is refused before anything else
+//!    looks at the request, let alone reads its body.
+//! 6. **CORS preflight** — answered only for origins step 5 allowed.
+//! 7. **Body limit** — a declared oversize body is refused before a byte of
+//!    it is read; any other body is capped while it streams.
+//! 8. *Authentication (issue 4)* — identifies the principal.
+//! 9. **MCP-Protocol-Version** — header rules; needs no body.
+//! 10. **JSON-RPC inspection** — reads and classifies the body once for
+//!     everything after it; batches only under 2025-03-26 (needs step 9).
+//! 11. **Negotiation** — initialize header vs body; learns the version the
+//!     session negotiated (needs steps 9 and 10).
+//! 12. *Authorization (issue 5)* — needs principal, method and tool.
+//! 13. **Rate limit** — keyed by principal (else client IP), with per-method
+//!     and per-tool limits from the inspection; last, so requests refused for
+//!     other reasons spend no quota.
+//! 14. **Transport rules and the upstream** ([`Endpoint`]).
 //!
 //! Cheap, request-independent checks come first so hostile traffic costs as
 //! little as possible; everything that needs the principal or the parsed
@@ -27,28 +37,101 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Instant,
 };
 
 use http::{Method, Request, Response};
 use mcp_guard_layers::{
     Rejection,
-    host_origin::{HostOriginLayer, HostOriginPolicy},
+    body_limit::BodyLimitLayer,
+    client_ip::ClientIpLayer,
+    cors,
+    host_origin::HostOriginLayer,
+    inspect::JsonRpcInspectionLayer,
+    jsonrpc::Inspection,
+    protocol_version::{NegotiationLayer, ProtocolVersionLayer, Versions},
+    rate_limit::RateLimitLayer,
+    request_id::RequestIdLayer,
+    security_headers::SecurityHeadersLayer,
     transport,
 };
-use tower::{Layer, Service};
+use tower::{Service, ServiceBuilder, util::option_layer};
 
-use crate::{body::BoxBody, upstream::Upstream};
+use super::observe::ObserveLayer;
+use crate::{body::BoxBody, config::Config, upstream::Upstream};
 
-/// The MCP endpoint's service: the layers above around an [`Endpoint`].
-pub(crate) fn build<U: Upstream>(
-    host_origin: HostOriginPolicy,
+/// What the MCP endpoint's layers share with the rest of the server.
+#[derive(Clone, Debug)]
+pub(crate) struct Shared {
+    pub(crate) versions: Versions,
+    pub(crate) rate_limit: Option<RateLimitLayer>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &Config) -> Self {
+        let versions = Versions::new(&config.protocol_versions).enforce_negotiated(config.enforce_negotiated_version);
+        Shared { versions, rate_limit: rate_limit_layer(config) }
+    }
+}
+
+fn rate_limit_layer(config: &Config) -> Option<RateLimitLayer> {
+    use mcp_guard_layers::rate_limit::{RateLimitConfig, RateQuota};
+    let settings = config.rate_limit.as_ref()?;
+    let quota = |q: &crate::config::Quota| RateQuota::per_minute(q.per_minute).with_burst(q.burst);
+    let mut limits = RateLimitConfig::new(settings.caller.per_minute).with_burst(settings.caller.burst);
+    for (method, q) in &settings.per_method {
+        limits = limits.limit_method(method.clone(), quota(q));
+    }
+    for (tool, q) in &settings.per_tool {
+        limits = limits.limit_tool(tool.clone(), quota(q));
+    }
+    Some(RateLimitLayer::new(limits))
+}
+
+/// Steps 1–4, around the whole router.
+pub(crate) fn around_routes<S>(
+    config: &Config,
+    hsts: bool,
+    routes: S,
+) -> impl Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible, Future: Send> + Clone + Send + 'static
+where
+    S: Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let headers = if hsts {
+        SecurityHeadersLayer::new().with_hsts(std::time::Duration::from_secs(365 * 24 * 3600))
+    } else {
+        SecurityHeadersLayer::new()
+    };
+    ServiceBuilder::new()
+        .layer(RequestIdLayer::default())
+        .layer(ClientIpLayer::new(config.trusted_proxies.clone()))
+        .layer(ObserveLayer)
+        .layer(headers)
+        .service(routes)
+}
+
+/// Steps 5–14: the MCP endpoint.
+pub(crate) fn mcp_endpoint<U: Upstream>(
+    config: &Config,
+    port: u16,
+    shared: &Shared,
     upstream: Arc<U>,
-) -> impl Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible, Future: Send>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    HostOriginLayer::new(host_origin).layer(Endpoint { upstream })
+) -> impl Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible, Future: Send> + Clone + Send + 'static
+{
+    let host_origin = config.host_origin(port);
+    ServiceBuilder::new()
+        .map_response(|res: Response<_>| res.map(BoxBody::new))
+        .layer(HostOriginLayer::new(host_origin.clone()))
+        .layer(cors::layer(&host_origin))
+        .layer(BodyLimitLayer::new(config.max_body))
+        .map_request(|req: Request<_>| req.map(BoxBody::new))
+        .layer(ProtocolVersionLayer::new(shared.versions.clone()))
+        .layer(JsonRpcInspectionLayer::new(config.json_limits, config.max_body, config.body_read_timeout))
+        .layer(NegotiationLayer::new(shared.versions.clone()))
+        .layer(option_layer(shared.rate_limit.clone()))
+        .map_response(|res: Response<_>| res.map(BoxBody::new))
+        .service(Endpoint { upstream })
 }
 
 /// Applies the Streamable HTTP method and header rules, then hands the
@@ -82,10 +165,52 @@ impl<U: Upstream> Service<Request<BoxBody>> for Endpoint<U> {
                 Method::DELETE => Ok(()),
                 _ => Err(Rejection::MethodNotAllowed),
             };
-            Ok(match checked {
-                Ok(()) => upstream.handle(req).await,
-                Err(rejection) => rejection.into_response(),
-            })
+            if let Err(rejection) = checked {
+                return Ok(rejection.into_response());
+            }
+            if let Some(inspection) = req.extensions().get::<Inspection>() {
+                for message in &inspection.messages {
+                    metrics::counter!("mcp_requests_total", "method" => mcp_method_label(message.method.as_deref()))
+                        .increment(1);
+                }
+            }
+            let start = Instant::now();
+            let response = upstream.handle(req).await;
+            metrics::histogram!("mcp_guard_upstream_duration_seconds", "upstream" => upstream.kind())
+                .record(start.elapsed().as_secs_f64());
+            Ok(response)
         })
+    }
+}
+
+/// MCP methods as metric labels: the specification's, else `other`.
+fn mcp_method_label(method: Option<&str>) -> &'static str {
+    const KNOWN: [&str; 22] = [
+        "initialize",
+        "ping",
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/read",
+        "resources/templates/list",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "logging/setLevel",
+        "sampling/createMessage",
+        "elicitation/create",
+        "roots/list",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/roots/list_changed",
+        "server/discover",
+        "tasks/get",
+    ];
+    match method {
+        None => "response",
+        Some(m) => KNOWN.iter().find(|k| **k == m).copied().unwrap_or("other"),
     }
 }

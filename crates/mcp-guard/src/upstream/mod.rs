@@ -28,6 +28,11 @@ pub trait Upstream: Send + Sync + 'static {
     /// `Ok` when the upstream can take requests (for `/ready`); otherwise why not.
     fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
 
+    /// Sessions the upstream holds, when it tracks them itself (stdio).
+    fn session_count(&self) -> Option<usize> {
+        None
+    }
+
     /// Ends sessions and child processes. Called once, at shutdown.
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
 }

@@ -129,10 +129,16 @@ impl Shared {
         Ok(session)
     }
 
-    async fn post(self: &Arc<Self>, req: Request<BoxBody>) -> Result<Response<BoxBody>, Rejection> {
+    async fn post(self: &Arc<Self>, mut req: Request<BoxBody>) -> Result<Response<BoxBody>, Rejection> {
         let header = req.headers().get(&MCP_SESSION_ID).cloned();
+        // The pipeline's inspection layer has read and classified the body;
+        // parse here only when used without it.
+        let inspected = req.extensions_mut().remove::<Inspection>();
         let body = read_body(req.into_body(), self.config.max_message_size).await?;
-        let inspection = jsonrpc::inspect(&body, jsonrpc::Limits::default())?;
+        let inspection = match inspected {
+            Some(inspection) => inspection,
+            None => jsonrpc::inspect(&body, jsonrpc::Limits::default())?,
+        };
         let (session, created) = match (header.is_some(), inspection.initialize().is_some()) {
             (true, true) => return Err(Rejection::InitializeInSession),
             (false, true) => (self.create_session().await?, true),
@@ -255,11 +261,6 @@ impl StdioUpstream {
         shared.tracker.spawn(Arc::clone(&shared).reap());
         StdioUpstream { shared }
     }
-
-    /// Sessions currently open.
-    pub fn session_count(&self) -> usize {
-        self.shared.sessions().len()
-    }
 }
 
 impl Upstream for StdioUpstream {
@@ -275,6 +276,10 @@ impl Upstream for StdioUpstream {
             _ => Err(Rejection::MethodNotAllowed),
         };
         result.unwrap_or_else(Rejection::into_response)
+    }
+
+    fn session_count(&self) -> Option<usize> {
+        Some(self.shared.sessions().len())
     }
 
     async fn ready(&self) -> Result<(), String> {
