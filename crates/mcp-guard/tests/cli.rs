@@ -2,14 +2,15 @@
 //! a graceful SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-guard");
+use common::{BIN, spawn_and_wait};
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
@@ -77,27 +78,12 @@ fn bad_config_fails_naming_key_and_line() {
 
 #[test]
 fn sigterm_stops_the_gateway_cleanly() {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gateway starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let endpoint = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-            (v["message"] == "listening").then(|| v["endpoint"].as_str().map(str::to_owned)).flatten()
-        })
-        .expect("a `listening` log line with the endpoint");
+    let (mut child, endpoint, lines) = spawn_and_wait(Command::new(BIN).args(["--listen", "127.0.0.1:0"]));
     assert!(endpoint.starts_with("http://127.0.0.1:") && endpoint.ends_with("/mcp"), "{endpoint}");
     let started = Instant::now();
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest: Vec<String> = lines.collect();
     let exit = child.wait().expect("gateway exits");
     assert!(exit.success(), "{exit:?}");
     assert!(started.elapsed() < Duration::from_secs(5));

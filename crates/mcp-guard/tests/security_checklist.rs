@@ -3,14 +3,16 @@
 //! so the slowloris case runs in a second).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-guard");
+use common::{BIN, spawn_and_wait};
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"checklist","version":"1"}}}"#;
 const PING: &str = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
 
@@ -29,25 +31,12 @@ impl Drop for Gateway {
 }
 
 fn start() -> Gateway {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0"])
-        .env_clear()
-        .env("MCP_GUARD_SERVER__HEADER_READ_TIMEOUT", "1s")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gateway starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let endpoint = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-            (v["message"] == "listening").then(|| v["endpoint"].as_str().map(str::to_owned)).flatten()
-        })
-        .expect("listening line");
+    let (child, endpoint, lines) = spawn_and_wait(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_clear()
+            .env("MCP_GUARD_SERVER__HEADER_READ_TIMEOUT", "1s"),
+    );
     // Keep draining the log so the gateway never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     let addr = endpoint.trim_start_matches("http://").trim_end_matches("/mcp").to_owned();
@@ -156,4 +145,21 @@ async fn checklist() {
     let n = slow.read(&mut buf).unwrap_or(0);
     assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"), "closed, not answered");
     assert!(started.elapsed() < Duration::from_secs(4), "disconnected after the 1s header timeout");
+}
+
+/// A refusal decided before the body is read must still reach a client that
+/// is busy sending that body: the gateway drains it instead of resetting.
+#[tokio::test]
+async fn early_refusals_reach_clients_still_sending_their_body() {
+    let gw = start();
+    let big = vec![b' '; 6 << 20];
+    for round in 0..20 {
+        let res = post(&gw.url, big.clone(), &[]).send().await.unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert_eq!(res.status(), 413, "round {round}");
+        let res = post(&gw.url, vec![b' '; 1 << 20], &[("origin", "http://evil.com")])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert_eq!(res.status(), 403, "round {round}");
+    }
 }

@@ -1,5 +1,6 @@
 //! The listener, the routes, and an orderly shutdown.
 
+mod linger;
 mod listener;
 mod observe;
 mod pipeline;

@@ -2,6 +2,8 @@
 //!
 //! Every route (the MCP endpoint, `/health`, `/ready`, `/metrics`) gets:
 //!
+//! 0. **Lingering** (`linger`) — outermost, so a body any later step drops
+//!    unread is drained while the refusal is written, not reset.
 //! 1. **Request id** — first, so every log line and the upstream can carry it.
 //! 2. **Client IP** — resolved once (trusted proxies only) for logs and limits.
 //! 3. **Timing, metrics, the rejection log** (`observe`) — outside everything
@@ -57,7 +59,7 @@ use mcp_guard_layers::{
 };
 use tower::{Service, ServiceBuilder, util::option_layer};
 
-use super::observe::ObserveLayer;
+use super::{linger::LingerLayer, observe::ObserveLayer};
 use crate::{body::BoxBody, config::Config, upstream::Upstream};
 
 /// What the MCP endpoint's layers share with the rest of the server.
@@ -104,6 +106,7 @@ where
         SecurityHeadersLayer::new()
     };
     ServiceBuilder::new()
+        .layer(LingerLayer)
         .layer(RequestIdLayer::default())
         .layer(ClientIpLayer::new(config.trusted_proxies.clone()))
         .layer(ObserveLayer)
