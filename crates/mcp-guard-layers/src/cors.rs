@@ -50,7 +50,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     host_origin::HostOriginPolicy,
-    transport::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID},
+    transport::{LAST_EVENT_ID, MCP_METHOD, MCP_PROTOCOL_VERSION, MCP_SESSION_ID},
 };
 
 /// A CORS layer for `policy`'s allowed origins.
@@ -65,13 +65,14 @@ pub fn layer(policy: &HostOriginPolicy) -> CorsLayer {
 }
 
 /// Headers a browser client may send.
-pub fn allowed_request_headers() -> [HeaderName; 6] {
+pub fn allowed_request_headers() -> [HeaderName; 7] {
     [
         header::CONTENT_TYPE,
         header::ACCEPT,
         header::AUTHORIZATION,
         MCP_SESSION_ID.clone(),
         MCP_PROTOCOL_VERSION.clone(),
+        MCP_METHOD.clone(),
         LAST_EVENT_ID.clone(),
     ]
 }
@@ -116,6 +117,6 @@ mod tests {
         for name in ["mcp-session-id", "mcp-protocol-version", "www-authenticate"] {
             assert!(exposed.contains(name), "{exposed}");
         }
-        assert_eq!(allowed_request_headers().len(), 6);
+        assert_eq!(allowed_request_headers().len(), 7);
     }
 }

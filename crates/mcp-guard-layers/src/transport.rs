@@ -14,6 +14,8 @@ use crate::rejection::Rejection;
 pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 /// `MCP-Protocol-Version`: the protocol revision of a request.
 pub static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+/// `Mcp-Method`: the JSON-RPC method, repeated in a header (2026-07-28).
+pub static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 /// `Last-Event-ID`: where a resumed SSE stream picks up.
 pub static LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 

@@ -152,15 +152,24 @@ impl Drop for HttpServer {
     }
 }
 
-/// Serves [`TestServer`] over Streamable HTTP on a free loopback port.
-pub async fn spawn_http() -> std::io::Result<HttpServer> {
-    let stop = CancellationToken::new();
+/// [`TestServer`] over Streamable HTTP at `/mcp`.
+pub fn router() -> axum::Router {
+    router_with(CancellationToken::new())
+}
+
+fn router_with(stop: CancellationToken) -> axum::Router {
     let service = StreamableHttpService::new(
         || Ok(TestServer::default()),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token()),
+        StreamableHttpServerConfig::default().with_cancellation_token(stop),
     );
-    let router = axum::Router::new().nest_service("/mcp", service);
+    axum::Router::new().nest_service("/mcp", service)
+}
+
+/// Serves [`TestServer`] over Streamable HTTP on a free loopback port.
+pub async fn spawn_http() -> std::io::Result<HttpServer> {
+    let stop = CancellationToken::new();
+    let router = router_with(stop.child_token());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let token = stop.clone();

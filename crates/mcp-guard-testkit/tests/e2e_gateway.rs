@@ -114,6 +114,22 @@ async fn transport_rules_are_enforced_at_the_front_door() {
 }
 
 #[tokio::test]
+async fn readiness_reports_spawnable_children() {
+    let ready = |port: u16| reqwest::get(format!("http://127.0.0.1:{port}/ready"));
+    let gw = Gateway::stdio("").await;
+    assert_eq!(ready(gw.port).await.unwrap().status(), 200);
+    gw.shutdown().await;
+    let gw = Gateway::start("[upstream]\ncommand = [\"/nonexistent/mcp-server\"]").await;
+    let res = ready(gw.port).await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(res.text().await.unwrap().contains("not an executable"));
+    // And a session cannot start: 502, not a hang or a panic.
+    let res = post(&gw.url, None, INIT).await;
+    assert_eq!((res.status().as_u16(), reason(res).await.as_str()), (502, "upstream_unavailable"));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn stdio_session_cap_answers_503_with_retry_after() {
     let gw = Gateway::stdio("[stdio]\nmax_sessions = 1").await;
     let first = raw_initialize(&gw.url).await;
@@ -220,4 +236,27 @@ async fn shutdown_finishes_in_flight_calls_and_ends_children() {
     assert_eq!(events.len(), 1, "{body}");
     assert_eq!(events[0]["id"], 3);
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "child {pid} still running");
+}
+
+#[tokio::test]
+async fn stateless_2026_revision_passes_through_to_http_upstreams() {
+    let upstream = mcp_guard_testkit::spawn_http().await.unwrap();
+    let gw = Gateway::http(&upstream.url, "").await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"e2e","version":"1"}}}}"#;
+    let res = reqwest::Client::new()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("mcp-session-id").is_none(), "stateless: no session");
+    let events = events(&res.text().await.unwrap());
+    let tools = events[0]["result"]["tools"].as_array().unwrap();
+    assert!(tools.iter().any(|t| t["name"] == "echo"));
+    gw.shutdown().await;
 }

@@ -52,6 +52,35 @@ pub(super) fn spawn(config: &StdioConfig) -> std::io::Result<Child> {
     command.spawn()
 }
 
+/// Whether `program` can be started: a path must name an executable file;
+/// a bare name must be found as one in `PATH`.
+pub(super) fn spawnable(program: &str) -> Result<(), String> {
+    let executable = |path: &std::path::Path| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        }
+        #[cfg(not(unix))]
+        {
+            path.is_file()
+        }
+    };
+    if program.contains(std::path::MAIN_SEPARATOR) {
+        return if executable(std::path::Path::new(program)) {
+            Ok(())
+        } else {
+            Err(format!("`{program}` is not an executable file"))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| executable(&dir.join(program))) {
+        Ok(())
+    } else {
+        Err(format!("`{program}` is not found in PATH"))
+    }
+}
+
 /// Starts the I/O tasks of `child` for `session`.
 pub(super) fn run(shared: &Arc<Shared>, session: &Arc<Session>, mut child: Child, to_child: mpsc::Receiver<Bytes>) {
     let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())

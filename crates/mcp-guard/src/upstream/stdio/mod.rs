@@ -290,7 +290,7 @@ impl Upstream for StdioUpstream {
         if open >= self.shared.config.max_sessions {
             return Err(format!("session cap reached ({open} of {})", self.shared.config.max_sessions));
         }
-        Ok(())
+        child::spawnable(&self.shared.config.argv[0])
     }
 
     async fn shutdown(&self) {
