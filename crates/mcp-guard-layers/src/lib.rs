@@ -16,6 +16,7 @@
 //! response body type but `From<Bytes>`, which `axum::body::Body` and
 //! `http_body_util::Full<Bytes>` both provide.
 
+pub mod auth;
 pub mod body_limit;
 pub mod client_ip;
 pub mod cors;
@@ -29,6 +30,7 @@ pub mod rate_limit;
 pub mod rejection;
 pub mod request_id;
 pub mod security_headers;
+pub mod session_binding;
 pub mod sse;
 pub mod transport;
 

@@ -111,6 +111,14 @@ rejections! {
     SessionNotFound => (NOT_FOUND, code::SESSION_NOT_FOUND, "session_not_found", "Session not found"),
     /// A second standalone SSE stream for a session that already has one.
     StreamConflict => (CONFLICT, code::SERVER_ERROR, "sse_stream_conflict", "Conflict: this session already has an open SSE stream"),
+    /// No credentials were sent.
+    Unauthorized => (UNAUTHORIZED, code::SERVER_ERROR, "unauthorized", "Unauthorized: a bearer token is required"),
+    /// The credentials sent are not valid (unknown key, bad or expired token, wrong audience).
+    InvalidToken => (UNAUTHORIZED, code::SERVER_ERROR, "invalid_token", "Unauthorized: the bearer token is not valid"),
+    /// Valid credentials without the scopes this request needs.
+    InsufficientScope => (FORBIDDEN, code::SERVER_ERROR, "insufficient_scope", "Forbidden: the token lacks a required scope"),
+    /// Credentials cannot be checked right now (the key set is unreachable).
+    AuthUnavailable => (SERVICE_UNAVAILABLE, code::SERVER_ERROR, "auth_unavailable", "Service Unavailable: credentials cannot be verified right now"),
     /// The body is larger than the configured limit.
     RequestTooLarge => (PAYLOAD_TOO_LARGE, code::SERVER_ERROR, "request_too_large", "Payload Too Large"),
     /// The caller exceeded its rate limit.
@@ -162,7 +170,7 @@ impl Rejection {
             Rejection::MethodNotAllowed | Rejection::StreamNotSupported => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
             }
-            Rejection::TooManySessions | Rejection::ShuttingDown => {
+            Rejection::TooManySessions | Rejection::ShuttingDown | Rejection::AuthUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}

@@ -17,6 +17,7 @@ Examples:
                                                     guard a stdio MCP server (one child per session)
   mcp-guard --config mcp-guard.toml                 run from a config file
   mcp-guard check-config mcp-guard.toml             validate a config file and exit
+  mcp-guard gen-key                                 make an API key and its hash
 
 Clients connect to http://127.0.0.1:8001/mcp unless --listen says otherwise.
 Environment variables MCP_GUARD_<SECTION>__<KEY> override the config file;
@@ -40,6 +41,10 @@ struct RunArgs {
     /// Address to listen on [default: 127.0.0.1:8001].
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Serve a non-loopback address with no authentication configured.
+    /// Anyone who can reach the address can use the MCP server.
+    #[arg(long)]
+    allow_unauthenticated_network_access: bool,
     /// Largest request body, e.g. `1MiB` [default: 4MiB].
     #[arg(long, value_name = "SIZE")]
     max_body: Option<String>,
@@ -59,12 +64,18 @@ enum Command {
         /// The file.
         file: PathBuf,
     },
+    /// Print a new random API key and the hash to put in the config.
+    GenKey,
+    /// Read an API key from stdin and print the hash to put in the config.
+    HashKey,
 }
 
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::GenKey) => gen_key(),
+        Some(Command::HashKey) => hash_key(),
         None => match run(cli.run) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -89,7 +100,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             };
             #[allow(clippy::print_stdout)]
             {
-                println!("{}: ok (listen {}{}, upstream {upstream})", file.display(), config.listen, config.path);
+                let auth = config.auth.as_ref().map_or_else(|| "none (loopback only)".to_owned(), |a| a.describe());
+                println!(
+                    "{}: ok (listen {}{}, upstream {upstream}, auth {auth})",
+                    file.display(),
+                    config.listen,
+                    config.path
+                );
             }
             ExitCode::SUCCESS
         }
@@ -100,12 +117,50 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
+#[allow(clippy::print_stdout)]
+fn gen_key() -> ExitCode {
+    match mcp_guard::auth::api_key::generate() {
+        Ok(key) => {
+            println!("key:  {key}");
+            println!("hash: {}", mcp_guard::auth::api_key::hash(&key));
+            println!();
+            println!("Give the key to the client (Authorization: Bearer <key>); put only the hash in the config:");
+            println!(
+                "  [[auth.api_keys]]\n  name = \"my-client\"\n  hash = \"{}\"",
+                mcp_guard::auth::api_key::hash(&key)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcp-guard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn hash_key() -> ExitCode {
+    let mut key = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut key) {
+        eprintln!("mcp-guard: cannot read the key from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let key = key.trim_end_matches(['\n', '\r']);
+    if key.is_empty() {
+        eprintln!("mcp-guard: no key on stdin (e.g. `printf %s \"$KEY\" | mcp-guard hash-key`)");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", mcp_guard::auth::api_key::hash(key));
+    ExitCode::SUCCESS
+}
+
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
         listen: args.listen,
         upstream_url: args.upstream,
         command: (!args.stdio_command.is_empty()).then_some(args.stdio_command),
         max_body: args.max_body,
+        allow_unauthenticated_network_access: args.allow_unauthenticated_network_access,
     };
     let config = load(args.config.as_deref(), &overrides)?;
     telemetry::init(&config.log);
@@ -113,9 +168,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Handlers first: a signal that arrives once we listen must find them.
         let signals = shutdown_signal()?;
-        let running = server::start(config.clone())
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let running = server::start(config.clone()).await?;
         tracing::info!(target: "mcp_guard", endpoint = %format!("http://{}{}", running.local_addr(), config.path), version = env!("CARGO_PKG_VERSION"), "listening");
         signals.await;
         running.shutdown().await;

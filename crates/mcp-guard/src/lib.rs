@@ -1,6 +1,8 @@
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod demo;
+pub mod secret;
 pub mod server;
 pub mod session_id;
 pub mod sse;

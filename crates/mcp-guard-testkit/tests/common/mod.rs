@@ -34,8 +34,14 @@ pub struct Gateway {
 impl Gateway {
     /// Starts a gateway from a TOML config (its `listen` is forced to 127.0.0.1:0).
     pub async fn start(toml: &str) -> Gateway {
+        Gateway::start_with_env(toml, &[]).await
+    }
+
+    /// As [`start`](Self::start), with these environment variables visible to the config.
+    pub async fn start_with_env(toml: &str, env: &[(&str, &str)]) -> Gateway {
         let overrides = Overrides { listen: Some("127.0.0.1:0".into()), ..Overrides::default() };
-        let config = load_from_str(toml, "test.toml", std::iter::empty(), &overrides).expect("valid test config");
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let config = load_from_str(toml, "test.toml", env, &overrides).expect("valid test config");
         let running = server::start(config).await.expect("gateway starts");
         let port = running.local_addr().port();
         Gateway { running: Some(running), url: format!("http://127.0.0.1:{port}/mcp"), port }
@@ -125,6 +131,13 @@ impl ClientHandler for Recorder {
     }
 }
 
+/// Connects rmcp's Streamable HTTP client with a bearer credential.
+pub async fn connect_with_token(url: &str, token: &str) -> Result<RunningService<RoleClient, Recorder>, String> {
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned());
+    Recorder::default().serve(StreamableHttpClientTransport::from_config(config)).await.map_err(|e| e.to_string())
+}
+
 /// Connects rmcp's Streamable HTTP client (initialize included).
 pub async fn connect(url: &str) -> (RunningService<RoleClient, Recorder>, Recorder) {
     let recorder = Recorder::default();
@@ -137,6 +150,22 @@ pub async fn connect(url: &str) -> (RunningService<RoleClient, Recorder>, Record
 }
 
 pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
+/// A raw POST with the transport's required headers and a bearer credential.
+pub async fn post_as(url: &str, token: Option<&str>, session: Option<&str>, body: &str) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_owned());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    req.send().await.expect("gateway answers")
+}
 
 /// A raw POST with the transport's required headers.
 pub async fn post(url: &str, session: Option<&str>, body: &str) -> reqwest::Response {
@@ -171,4 +200,57 @@ pub async fn delete(url: &str, session: &str) -> reqwest::Response {
 pub async fn reason(res: reqwest::Response) -> String {
     let v: serde_json::Value = res.json().await.expect("JSON-RPC error body");
     v["error"]["data"]["reason"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The real OpenID Provider of `tests/oidc` (npm `oidc-provider`), on a
+/// free loopback port; killed by PID when dropped.
+pub struct Oidc {
+    child: std::process::Child,
+    pub issuer: String,
+}
+
+impl Drop for Oidc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Oidc {
+    pub fn start() -> Oidc {
+        use std::io::BufRead;
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let install = std::process::Command::new("bash")
+            .arg(repo.join("tests/oidc/install.sh"))
+            .output()
+            .expect("tests/oidc/install.sh runs");
+        assert!(install.status.success(), "oidc install failed: {}", String::from_utf8_lossy(&install.stderr));
+        let node = String::from_utf8_lossy(&install.stdout).lines().last().expect("node path").trim().to_owned();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = std::process::Command::new(node)
+            .arg(repo.join("tests/oidc/server.mjs"))
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("oidc provider starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let line = std::io::BufReader::new(stdout).lines().next().expect("a READY line").expect("utf-8");
+        let issuer = line.strip_prefix("READY ").expect("READY <issuer>").trim().to_owned();
+        Oidc { child, issuer }
+    }
+
+    /// A client-credentials access token for `resource`.
+    pub async fn token(&self, client: &str, secret: &str, resource: &str, scope: &str) -> String {
+        let res = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(client, Some(secret))
+            .form(&[("grant_type", "client_credentials"), ("resource", resource), ("scope", scope)])
+            .send()
+            .await
+            .expect("token endpoint answers");
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = res.json().await.expect("json");
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
 }

@@ -28,6 +28,8 @@ pub struct Overrides {
     pub command: Option<Vec<String>>,
     /// `--max-body SIZE`.
     pub max_body: Option<String>,
+    /// `--allow-unauthenticated-network-access`.
+    pub allow_unauthenticated_network_access: bool,
 }
 
 /// `CORS_ORIGINS`: origins added to `server.allowed_origins`, as a JSON list
@@ -63,10 +65,12 @@ where
     toml::from_str::<RawConfig>(text).map_err(parse_error)?;
     let mut table: Table = toml::from_str(text).map_err(parse_error)?;
 
+    // Secrets in the config name variables (`env = "…"`): keep them all for lookups.
+    let all: std::collections::HashMap<String, String> = env.into_iter().collect();
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut cors_origins = None;
     let mut rate_per_minute = None;
-    for (k, v) in env {
+    for (k, v) in all.iter().map(|(k, v)| (k.clone(), v.clone())) {
         match k.as_str() {
             CORS_ORIGINS => cors_origins = Some(v),
             RATE_LIMIT_PER_MINUTE => rate_per_minute = Some(v),
@@ -120,13 +124,16 @@ where
     if let Some(max_body) = &overrides.max_body {
         set(&mut table, &["limits".into(), "max_body".into()], Value::String(max_body.clone()));
     }
+    if overrides.allow_unauthenticated_network_access {
+        set(&mut table, &["server".into(), "allow_unauthenticated_network_access".into()], Value::Boolean(true));
+    }
     if let Some(listen) = &overrides.listen {
         set(&mut table, &["server".into(), "listen".into()], Value::String(listen.clone()));
     }
 
     let raw = RawConfig::deserialize(table)
         .map_err(|e| ConfigError::Parse { path: name.to_owned(), message: e.to_string() })?;
-    Config::from_raw(raw)
+    Config::from_raw(raw, &|name| all.get(name).cloned())
 }
 
 fn parse_origin_list(text: &str) -> Result<Vec<String>, String> {

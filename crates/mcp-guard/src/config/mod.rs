@@ -3,6 +3,7 @@
 //! [`Config`]. Everything that can be wrong is found here, at startup, with
 //! the key (or variable) named; nothing downstream re-validates.
 
+mod auth;
 mod load;
 mod raw;
 mod units;
@@ -14,6 +15,7 @@ use std::num::NonZeroU32;
 use http::Uri;
 use mcp_guard_layers::{client_ip::TrustedProxies, host_origin::HostOriginPolicy, jsonrpc::Limits};
 
+pub use auth::{AuthConfig, JwtConfig, hash_api_key};
 pub use load::{Overrides, load, load_from_str};
 use raw::RawConfig;
 pub(crate) use units::{parse_duration, parse_size};
@@ -98,6 +100,9 @@ pub struct Config {
     /// Serve Prometheus metrics at `/metrics`. Default on (the listener is
     /// loopback-only unless configured otherwise).
     pub metrics: bool,
+    /// Who may call. `None` (the default) is only allowed on a loopback
+    /// listener unless `server.allow_unauthenticated_network_access` is set.
+    pub auth: Option<AuthConfig>,
     /// The MCP server behind the gateway.
     pub upstream: UpstreamConfig,
     /// Logging.
@@ -145,6 +150,10 @@ pub struct HttpUpstreamConfig {
     /// Time allowed until the upstream's response headers. Default 60s.
     /// A streamed (SSE) body is not cut by it once headers arrived.
     pub timeout: Duration,
+    /// Headers the gateway sends upstream with its own credentials, from
+    /// the environment or a file. The client's `Authorization` and cookies
+    /// never go upstream.
+    pub headers: Vec<(http::HeaderName, crate::secret::Secret)>,
 }
 
 /// A stdio upstream.
@@ -194,7 +203,7 @@ fn duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duratio
 }
 
 impl Config {
-    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+    fn from_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             invalid(
@@ -230,6 +239,10 @@ impl Config {
         }
 
         let timeout = duration("upstream.timeout", raw.upstream.timeout.as_deref(), Duration::from_secs(60))?;
+        let headers = auth::upstream_headers(raw.upstream.headers, env)?;
+        if !headers.is_empty() && raw.upstream.url.is_none() {
+            return Err(invalid("upstream.headers", "applies to HTTP upstreams (`upstream.url`) only"));
+        }
         let upstream = match (raw.upstream.url, raw.upstream.command) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -245,6 +258,7 @@ impl Config {
                     Duration::from_secs(5),
                 )?,
                 timeout,
+                headers,
             }),
             (None, Some(argv)) => {
                 if argv.first().is_none_or(|program| program.trim().is_empty()) {
@@ -348,6 +362,28 @@ impl Config {
             }
         };
 
+        let auth = raw.auth.validate(env)?;
+        let loopback = listen.ip().is_loopback();
+        if auth.is_none() && !loopback && !raw.server.allow_unauthenticated_network_access {
+            return Err(invalid(
+                "server.listen",
+                format!(
+                    "refusing to listen on {listen} without authentication: anyone who can reach it could use the MCP server. \
+                     Add an API key (`mcp-guard gen-key`, then an [[auth.api_keys]] entry with its hash) or a JWT issuer ([auth.jwt]); \
+                     or, if you accept that risk, pass --allow-unauthenticated-network-access"
+                ),
+            ));
+        }
+        if let Some(a) = &auth
+            && a.resource.is_none()
+            && !loopback
+        {
+            return Err(invalid(
+                "auth.resource",
+                "set the URL clients use to reach this gateway, e.g. https://mcp.example.com/mcp (it is the token audience)",
+            ));
+        }
+
         let json = match raw.log.format.as_deref() {
             None | Some("json") => true,
             Some("text") => false,
@@ -387,6 +423,7 @@ impl Config {
             enforce_negotiated_version: raw.protocol.enforce_negotiated_version.unwrap_or(true),
             rate_limit,
             metrics: raw.metrics.enabled.unwrap_or(true),
+            auth,
             upstream,
             log: LogConfig { json, level },
         })

@@ -16,6 +16,7 @@ pub(crate) struct RawConfig {
     pub(crate) protocol: RawProtocol,
     pub(crate) rate_limit: RawRateLimit,
     pub(crate) metrics: RawMetrics,
+    pub(crate) auth: super::auth::RawAuth,
     pub(crate) log: RawLog,
 }
 
@@ -68,6 +69,7 @@ pub(crate) struct RawServer {
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) header_read_timeout: Option<String>,
     pub(crate) body_read_timeout: Option<String>,
+    pub(crate) allow_unauthenticated_network_access: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +79,7 @@ pub(crate) struct RawUpstream {
     pub(crate) command: Option<Vec<String>>,
     pub(crate) connect_timeout: Option<String>,
     pub(crate) timeout: Option<String>,
+    pub(crate) headers: BTreeMap<String, super::auth::RawSecretSource>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,12 +10,16 @@ use std::{net::SocketAddr, sync::Arc};
 use std::time::Duration;
 
 use axum::{Router, extract::State, routing::get};
-use http::StatusCode;
-use mcp_guard_layers::Rejection;
+use http::{HeaderValue, StatusCode, header};
+use mcp_guard_layers::{
+    Rejection,
+    auth::{AuthLayer, Challenge, ScopeLayer, ScopeRequirements},
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    auth::{Authenticator, ResourceMetadata},
     body::BoxBody,
     config::{Config, UpstreamConfig},
     telemetry,
@@ -48,20 +52,64 @@ impl Running {
     }
 }
 
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Authentication could not be set up from the configuration.
+    #[error("authentication: {0}")]
+    Auth(String),
+}
+
 /// Binds `config.listen`, starts serving, and returns at once.
-pub async fn start(config: Config) -> std::io::Result<Running> {
-    let listener = TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let listen_error = |source| StartError::Listen { addr: config.listen, source };
+    let listener = TcpListener::bind(config.listen).await.map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
+    let auth = auth_layers(&config, addr).map_err(StartError::Auth)?;
     Ok(match &config.upstream {
-        UpstreamConfig::Demo => launch(&config, listener, addr, EmbeddedUpstream::demo()),
-        UpstreamConfig::Http(http) => launch(&config, listener, addr, HttpUpstream::new(http)),
-        UpstreamConfig::Stdio(stdio) => launch(&config, listener, addr, StdioUpstream::new(stdio.clone())),
+        UpstreamConfig::Demo => launch(&config, listener, addr, auth, EmbeddedUpstream::demo()),
+        UpstreamConfig::Http(http) => launch(&config, listener, addr, auth, HttpUpstream::new(http)),
+        UpstreamConfig::Stdio(stdio) => launch(&config, listener, addr, auth, StdioUpstream::new(stdio.clone())),
     })
 }
 
-fn launch<U: Upstream>(config: &Config, listener: TcpListener, addr: SocketAddr, upstream: U) -> Running {
+type AuthSetup = Option<(pipeline::AuthLayers, ResourceMetadata)>;
+
+/// The authentication layers and the RFC 9728 document, for the bound address.
+fn auth_layers(config: &Config, addr: SocketAddr) -> Result<AuthSetup, String> {
+    let Some(auth) = &config.auth else { return Ok(None) };
+    let resource = auth.resource.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}{}", addr.port(), config.path));
+    let metadata = ResourceMetadata::new(&resource, &auth.authorization_servers, &auth.scopes_supported)?;
+    let jwt = auth.jwt.as_ref().map(|jwt| crate::auth::jwt_verifier(jwt, &resource)).transpose()?;
+    let authenticator = Authenticator::new(auth.api_keys.clone(), jwt);
+    let hint = if auth.required_scopes.is_empty() { &auth.scopes_supported } else { &auth.required_scopes };
+    let challenge = Challenge::new(metadata.url(), hint.iter().cloned());
+    let authenticate =
+        AuthLayer::new(Arc::new(authenticator), challenge.clone()).require(auth.required_scopes.iter().cloned());
+    let requirements = ScopeRequirements { per_method: auth.method_scopes.clone(), per_tool: auth.tool_scopes.clone() };
+    let scopes = ScopeLayer::new(requirements, challenge);
+    tracing::info!(target: "mcp_guard", resource, methods = auth.describe(), metadata = metadata.url(), "authentication_enabled");
+    Ok(Some((pipeline::AuthLayers { authenticate, scopes }, metadata)))
+}
+
+fn launch<U: Upstream>(
+    config: &Config,
+    listener: TcpListener,
+    addr: SocketAddr,
+    auth: AuthSetup,
+    upstream: U,
+) -> Running {
     let upstream = Arc::new(upstream);
-    let shared = pipeline::Shared::new(config);
+    let (auth, metadata) = auth.unzip();
+    let shared = pipeline::Shared::new(config, auth);
     log_settings(config, addr, &shared, upstream.kind());
     if config.metrics {
         // Installs the recorder before the first request is counted.
@@ -73,6 +121,12 @@ fn launch<U: Upstream>(config: &Config, listener: TcpListener, addr: SocketAddr,
         .route("/ready", get(ready::<U>));
     if config.metrics {
         routes = routes.route("/metrics", get(metrics));
+    }
+    if let Some(metadata) = metadata {
+        for path in metadata.paths() {
+            let document = metadata.document();
+            routes = routes.route(path, get(move || async move { json(document) }));
+        }
     }
     let routes = routes.fallback(not_found).with_state(Arc::clone(&upstream));
     let service = pipeline::around_routes(config, false, routes);
@@ -135,6 +189,12 @@ async fn ready<U: Upstream>(State(upstream): State<Arc<U>>) -> (StatusCode, Stri
         Ok(()) => (StatusCode::OK, "ready".into()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
+}
+
+fn json(document: bytes::Bytes) -> http::Response<BoxBody> {
+    let mut response = http::Response::new(BoxBody::from(document));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 async fn metrics() -> (StatusCode, String) {

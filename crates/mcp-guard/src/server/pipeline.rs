@@ -17,17 +17,23 @@
 //! 6. **CORS preflight** — answered only for origins step 5 allowed.
 //! 7. **Body limit** — a declared oversize body is refused before a byte of
 //!    it is read; any other body is capped while it streams.
-//! 8. *Authentication (issue 4)* — identifies the principal.
-//! 9. **MCP-Protocol-Version** — header rules; needs no body.
-//! 10. **JSON-RPC inspection** — reads and classifies the body once for
-//!     everything after it; batches only under 2025-03-26 (needs step 9).
-//! 11. **Negotiation** — initialize header vs body; learns the version the
-//!     session negotiated (needs steps 9 and 10).
-//! 12. *Authorization (issue 5)* — needs principal, method and tool.
-//! 13. **Rate limit** — keyed by principal (else client IP), with per-method
+//! 8. **Authentication** — identifies the principal (401/403/503 with an
+//!    RFC 6750 challenge pointing at the RFC 9728 metadata).
+//! 9. **Session binding** — a session id opens only its creator's session
+//!    (404 otherwise). Right after authentication, before anything whose
+//!    answer differs between known and unknown sessions, so ids can't be probed.
+//! 10. **MCP-Protocol-Version** — header rules; needs no body.
+//! 11. **JSON-RPC inspection** — reads and classifies the body once for
+//!     everything after it; batches only under 2025-03-26 (needs step 10).
+//! 12. **Negotiation** — initialize header vs body; learns the version the
+//!     session negotiated (needs steps 10 and 11).
+//! 13. **Scope step-up** per method and tool (needs principal and step 11);
+//!     *tool/resource policy (issue 5)* joins it here.
+//! 14. **Rate limit** — keyed by principal (else client IP), with per-method
 //!     and per-tool limits from the inspection; last, so requests refused for
 //!     other reasons spend no quota.
-//! 14. **Transport rules and the upstream** ([`Endpoint`]).
+//! 15. **Transport rules and the upstream** ([`Endpoint`]), which strips the
+//!     client's `Authorization` and cookies: tokens are never passed through.
 //!
 //! Cheap, request-independent checks come first so hostile traffic costs as
 //! little as possible; everything that needs the principal or the parsed
@@ -45,6 +51,7 @@ use std::{
 use http::{Method, Request, Response};
 use mcp_guard_layers::{
     Rejection,
+    auth::{AuthLayer, ScopeLayer},
     body_limit::BodyLimitLayer,
     client_ip::ClientIpLayer,
     cors,
@@ -55,6 +62,7 @@ use mcp_guard_layers::{
     rate_limit::RateLimitLayer,
     request_id::RequestIdLayer,
     security_headers::SecurityHeadersLayer,
+    session_binding::{SessionBindingLayer, SessionOwners},
     transport,
 };
 use tower::{Service, ServiceBuilder, util::option_layer};
@@ -66,13 +74,22 @@ use crate::{body::BoxBody, config::Config, upstream::Upstream};
 #[derive(Clone, Debug)]
 pub(crate) struct Shared {
     pub(crate) versions: Versions,
+    pub(crate) owners: SessionOwners,
     pub(crate) rate_limit: Option<RateLimitLayer>,
+    pub(crate) auth: Option<AuthLayers>,
+}
+
+/// The two authentication steps, built once the listening port is known.
+#[derive(Clone, Debug)]
+pub(crate) struct AuthLayers {
+    pub(crate) authenticate: AuthLayer,
+    pub(crate) scopes: ScopeLayer,
 }
 
 impl Shared {
-    pub(crate) fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config, auth: Option<AuthLayers>) -> Self {
         let versions = Versions::new(&config.protocol_versions).enforce_negotiated(config.enforce_negotiated_version);
-        Shared { versions, rate_limit: rate_limit_layer(config) }
+        Shared { versions, owners: SessionOwners::default(), rate_limit: rate_limit_layer(config), auth }
     }
 }
 
@@ -129,9 +146,12 @@ pub(crate) fn mcp_endpoint<U: Upstream>(
         .layer(cors::layer(&host_origin))
         .layer(BodyLimitLayer::new(config.max_body))
         .map_request(|req: Request<_>| req.map(BoxBody::new))
+        .layer(option_layer(shared.auth.as_ref().map(|a| a.authenticate.clone())))
+        .layer(SessionBindingLayer::new(shared.owners.clone()))
         .layer(ProtocolVersionLayer::new(shared.versions.clone()))
         .layer(JsonRpcInspectionLayer::new(config.json_limits, config.max_body, config.body_read_timeout))
         .layer(NegotiationLayer::new(shared.versions.clone()))
+        .layer(option_layer(shared.auth.as_ref().map(|a| a.scopes.clone())))
         .layer(option_layer(shared.rate_limit.clone()))
         .map_response(|res: Response<_>| res.map(BoxBody::new))
         .service(Endpoint { upstream })
@@ -159,7 +179,12 @@ impl<U: Upstream> Service<Request<BoxBody>> for Endpoint<U> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<BoxBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<BoxBody>) -> Self::Future {
+        // No token passthrough (MCP authorization spec): the client's
+        // credentials end here; an upstream gets only the gateway's own.
+        for name in [http::header::AUTHORIZATION, http::header::COOKIE, http::header::PROXY_AUTHORIZATION] {
+            req.headers_mut().remove(name);
+        }
         let upstream = Arc::clone(&self.upstream);
         Box::pin(async move {
             let checked = match *req.method() {

@@ -24,6 +24,8 @@ pub struct HttpUpstream {
     client: Client<HttpConnector, BoxBody>,
     url: Uri,
     timeout: Duration,
+    /// The gateway's own credentials for the upstream.
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl HttpUpstream {
@@ -33,7 +35,16 @@ impl HttpUpstream {
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(connector);
-        HttpUpstream { client, url: config.url.clone(), timeout: config.timeout }
+        let headers = config
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let mut value = http::HeaderValue::from_str(value.expose()).ok()?;
+                value.set_sensitive(true);
+                Some((name.clone(), value))
+            })
+            .collect();
+        HttpUpstream { client, url: config.url.clone(), timeout: config.timeout, headers }
     }
 
     async fn forward(&self, req: Request<BoxBody>) -> Result<Response<BoxBody>, Rejection> {
@@ -43,6 +54,9 @@ impl HttpUpstream {
         parts.uri = self.url.clone();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::HOST);
+        for (name, value) in &self.headers {
+            parts.headers.insert(name, value.clone());
+        }
         parts.version = http::Version::HTTP_11;
         let request = Request::from_parts(parts, body);
 
