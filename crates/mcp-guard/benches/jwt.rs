@@ -109,3 +109,17 @@ fn eddsa(bencher: Bencher) {
 fn hs256(bencher: Bencher) {
     run(bencher, Algorithm::HS256);
 }
+
+/// A static API key among ten configured ones: one SHA-256 and ten
+/// constant-time comparisons, whichever key matches.
+#[divan::bench]
+fn api_key(bencher: Bencher) {
+    use mcp_guard::auth::api_key::{ApiKeys, generate, hash};
+    let mut keys = ApiKeys::default();
+    let mut last = String::new();
+    for i in 0..10 {
+        last = generate().unwrap();
+        keys.add(&hash(&last), &format!("client-{i}"), vec!["mcp:tools".into()]).unwrap();
+    }
+    bencher.bench_local(|| keys.verify(divan::black_box(&last)).unwrap());
+}

@@ -168,3 +168,67 @@ fn guide_environment_variables_are_honoured() {
     let cli = Overrides { max_body: Some("1MiB".into()), ..Overrides::default() };
     assert_eq!(load("", &[], &cli).expect("valid").max_body, 1 << 20);
 }
+
+#[test]
+fn no_authentication_means_loopback_only() {
+    let e = error("[server]\nlisten = \"0.0.0.0:8001\"", &[]);
+    assert!(
+        e.contains("`server.listen`") && e.contains("--allow-unauthenticated-network-access") && e.contains("gen-key"),
+        "{e}"
+    );
+    let allowed = Overrides { allow_unauthenticated_network_access: true, ..Overrides::default() };
+    assert!(load("[server]\nlisten = \"0.0.0.0:8001\"", &[], &allowed).is_ok());
+    let hash = crate::auth::api_key::hash("mcpg_example");
+    let with_key = format!(
+        "[server]\nlisten = \"0.0.0.0:8001\"\n[auth]\nresource = \"https://mcp.example.com/mcp\"\n[[auth.api_keys]]\nname = \"ci\"\nhash = \"{hash}\""
+    );
+    let c = load(&with_key, &[], &Overrides::default()).expect("authenticated: any address");
+    assert_eq!(c.auth.expect("auth").describe(), "api keys");
+}
+
+#[test]
+fn auth_settings_are_validated() {
+    let key = crate::auth::api_key::generate().expect("rng");
+    let hash = crate::auth::api_key::hash(&key);
+    let cases: Vec<(String, &str)> = vec![
+        (format!("[[auth.api_keys]]\nname = \"ci\"\nhash = \"{key}\""), "plaintext"),
+        ("[[auth.api_keys]]\nname = \"ci\"\nhash = \"sha256:00\"".into(), "`auth.api_keys[0].hash`"),
+        (format!("[[auth.api_keys]]\nname = \" \"\nhash = \"{hash}\""), "`auth.api_keys[0].name`"),
+        (
+            format!("[server]\nlisten = \"0.0.0.0:1\"\n[[auth.api_keys]]\nname = \"ci\"\nhash = \"{hash}\""),
+            "`auth.resource`",
+        ),
+        ("[auth]\nrequired_scopes = [\"mcp:tools\"]".into(), "nothing authenticates"),
+        ("[auth.jwt]\nissuer = \"https://as\"\nalgorithms = [\"none\"]".into(), "`auth.jwt.algorithms[0]`"),
+        ("[auth.jwt]\nissuer = \"https://as\"\nleeway = \"1h\"".into(), "`auth.jwt.leeway`"),
+        ("[auth.jwt]\nissuer = \"https://as\"\nhmac_secret_env = \"NOPE\"".into(), "`auth.jwt.hmac_secret_env`"),
+        ("[auth]\nresource = \"mcp.example.com\"\n[auth.jwt]\nissuer = \"https://as\"".into(), "`auth.resource`"),
+        (
+            "[upstream]\nurl = \"http://127.0.0.1:9/mcp\"\nheaders = { \"Authorization\" = { env = \"UNSET_VAR\" } }"
+                .into(),
+            "UNSET_VAR",
+        ),
+        ("[upstream]\ncommand = [\"srv\"]\nheaders = { \"x-k\" = { env = \"HOME\" } }".into(), "`upstream.headers`"),
+    ];
+    for (text, needle) in cases {
+        let e = error(&text, &[("HOME", "/root")]);
+        assert!(e.contains(needle), "{text:?} gave {e}");
+    }
+}
+
+#[test]
+fn upstream_credentials_come_from_env_or_file_and_never_print() {
+    let file = std::env::temp_dir().join(format!("mcp-guard-secret-{}", std::process::id()));
+    std::fs::write(&file, "Bearer from-file\n").expect("write");
+    let text = format!(
+        "[upstream]\nurl = \"http://127.0.0.1:9/mcp\"\nheaders = {{ \"Authorization\" = {{ env = \"UP\" }}, \"x-key\" = {{ file = {:?} }} }}",
+        file.display().to_string()
+    );
+    let c = load(&text, &[("UP", "Bearer from-env")], &Overrides::default()).expect("valid");
+    std::fs::remove_file(&file).ok();
+    let UpstreamConfig::Http(http) = &c.upstream else { panic!("http upstream") };
+    let values: Vec<(&str, &str)> = http.headers.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+    assert_eq!(values, [("authorization", "Bearer from-env"), ("x-key", "Bearer from-file")]);
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("from-env") && !debug.contains("from-file"), "secrets in Debug output");
+}

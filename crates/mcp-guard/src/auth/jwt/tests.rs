@@ -13,7 +13,10 @@ use std::{
 
 use axum::{Router, body::Body, http::StatusCode, response::IntoResponse, routing::get};
 use bytes::Bytes;
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, encode, jwk::KeyAlgorithm};
+use jsonwebtoken::{
+    DecodingKey, EncodingKey, Header, encode,
+    jwk::{Jwk, KeyAlgorithm},
+};
 use serde_json::{Value, json};
 
 use super::*;
