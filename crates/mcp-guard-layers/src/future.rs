@@ -68,7 +68,8 @@ pin_project! {
 }
 
 impl<F, H> HookFuture<F, H> {
-    pub(crate) fn new(inner: F, hook: H) -> Self {
+    /// Runs `hook` on the response `inner` produces.
+    pub fn new(inner: F, hook: H) -> Self {
         HookFuture { inner, hook: Some(hook) }
     }
 }

@@ -31,6 +31,7 @@ pub mod rejection;
 pub mod request_id;
 pub mod security_headers;
 pub mod session_binding;
+mod session_table;
 pub mod sse;
 pub mod transport;
 

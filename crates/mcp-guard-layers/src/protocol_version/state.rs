@@ -1,19 +1,14 @@
 //! The supported versions and the versions negotiated per session.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
+
+use crate::session_table::SessionTable;
 
 /// The revisions supported unless configured otherwise.
 pub const DEFAULT_VERSIONS: [&str; 4] = ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
 
 /// The revision assumed when a request names none and no session says otherwise.
 const ASSUMED: &str = "2025-03-26";
-
-/// Session id → (negotiated version, last used).
-type SessionTable = HashMap<Box<str>, (Arc<str>, Instant)>;
 
 /// The effective protocol version of a request, in its extensions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,9 +39,8 @@ struct Inner {
     /// Refuse a header that differs from the session's negotiated version
     /// (else: serve the request under the negotiated version's rules).
     strict: bool,
-    sessions: Mutex<SessionTable>,
-    capacity: usize,
-    idle: Duration,
+    /// Session id → negotiated version.
+    sessions: SessionTable<Arc<str>>,
 }
 
 impl Default for Versions {
@@ -72,7 +66,7 @@ impl Versions {
         S: AsRef<str>,
     {
         let supported = supported.into_iter().map(|s| Arc::from(s.as_ref())).collect();
-        Versions { inner: Arc::new(Inner { supported, strict: true, sessions: Mutex::default(), capacity, idle }) }
+        Versions { inner: Arc::new(Inner { supported, strict: true, sessions: SessionTable::new(capacity, idle) }) }
     }
 
     /// Whether a header that differs from the session's negotiated version
@@ -105,41 +99,25 @@ impl Versions {
         self.find(ASSUMED.as_bytes())
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, SessionTable> {
-        self.inner.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// The version negotiated for `session`, if known.
     pub fn negotiated(&self, session: &str) -> Option<Arc<str>> {
-        let mut sessions = self.sessions();
-        let entry = sessions.get_mut(session)?;
-        entry.1 = Instant::now();
-        Some(Arc::clone(&entry.0))
+        self.inner.sessions.get(session)
     }
 
     /// Records the version negotiated for `session`. When the table is full
     /// even after dropping idle entries, the session goes unrecorded.
     pub fn learn(&self, session: &str, version: Arc<str>) -> bool {
-        let mut sessions = self.sessions();
-        if sessions.len() >= self.inner.capacity && !sessions.contains_key(session) {
-            let now = Instant::now();
-            sessions.retain(|_, (_, seen)| now.duration_since(*seen) < self.inner.idle);
-            if sessions.len() >= self.inner.capacity {
-                return false;
-            }
-        }
-        sessions.insert(session.into(), (version, Instant::now()));
-        true
+        self.inner.sessions.insert(session, version)
     }
 
     /// Forgets `session` (it was deleted).
     pub fn forget(&self, session: &str) {
-        self.sessions().remove(session);
+        self.inner.sessions.remove(session);
     }
 
     /// Sessions currently recorded.
     pub fn len(&self) -> usize {
-        self.sessions().len()
+        self.inner.sessions.len()
     }
 
     /// True when no session is recorded.

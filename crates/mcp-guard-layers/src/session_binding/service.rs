@@ -1,8 +1,7 @@
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -13,20 +12,14 @@ use crate::{
     future::{HookFuture, OnResponse, ResponseFuture},
     identity::CallerKey,
     rejection::Rejection,
+    session_table::SessionTable,
     transport::MCP_SESSION_ID,
 };
 
 /// Who owns which session. Cheap to clone; clones share the table.
 #[derive(Clone, Debug)]
 pub struct SessionOwners {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    table: Mutex<HashMap<Box<str>, (CallerKey, Instant)>>,
-    capacity: usize,
-    idle: Duration,
+    table: Arc<SessionTable<CallerKey>>,
 }
 
 impl Default for SessionOwners {
@@ -39,47 +32,31 @@ impl Default for SessionOwners {
 impl SessionOwners {
     /// An explicit table size and idle expiry.
     pub fn with_capacity(capacity: usize, idle: Duration) -> Self {
-        SessionOwners { inner: Arc::new(Inner { table: Mutex::default(), capacity, idle }) }
-    }
-
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (CallerKey, Instant)>> {
-        self.inner.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        SessionOwners { table: Arc::new(SessionTable::new(capacity, idle)) }
     }
 
     /// True when `session` exists and belongs to `caller`.
     pub fn owned_by(&self, session: &str, caller: &CallerKey) -> bool {
-        match self.table().get_mut(session) {
-            Some((owner, seen)) if owner == caller => {
-                *seen = Instant::now();
-                true
-            }
-            _ => false,
-        }
+        self.table.get(session).is_some_and(|owner| owner == *caller)
     }
 
     /// Records `caller` as the owner of a new `session`.
     pub fn bind(&self, session: &str, caller: CallerKey) -> bool {
-        let mut table = self.table();
-        if table.len() >= self.inner.capacity {
-            let now = Instant::now();
-            table.retain(|_, (_, seen)| now.duration_since(*seen) < self.inner.idle);
-            if table.len() >= self.inner.capacity {
-                tracing::warn!(target: "mcp_guard::sessions", capacity = self.inner.capacity, "session_table_full");
-                return false;
-            }
+        let bound = self.table.insert(session, caller);
+        if !bound {
+            tracing::warn!(target: "mcp_guard::sessions", "session_table_full");
         }
-        table.insert(session.into(), (caller, Instant::now()));
-        true
+        bound
     }
 
     /// Forgets `session`.
     pub fn forget(&self, session: &str) {
-        self.table().remove(session);
+        self.table.remove(session);
     }
 
     /// Sessions recorded.
     pub fn len(&self) -> usize {
-        self.table().len()
+        self.table.len()
     }
 
     /// True when none are recorded.

@@ -11,7 +11,6 @@
 //! past the bounds the connection is closed as before.
 
 use std::{
-    future::Future,
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
@@ -22,7 +21,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use pin_project_lite::pin_project;
+use mcp_guard_layers::future::{HookFuture, OnResponse};
 use tower::{Layer, Service};
 
 use crate::body::BoxBody;
@@ -56,7 +55,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = LingerFuture<S::Future>;
+    type Future = HookFuture<S::Future, DrainUnread>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -65,37 +64,24 @@ where
     fn call(&mut self, req: Request<BoxBody>) -> Self::Future {
         // Bodiless requests (most GETs and DELETEs) need no slot.
         if req.body().is_end_stream() {
-            return LingerFuture { inner: self.inner.call(req), slot: None };
+            return HookFuture::new(self.inner.call(req), DrainUnread(None));
         }
         let slot = Slot::default();
         let req = req.map(|body| BoxBody::new(HandBack { inner: Some(body), slot: Arc::clone(&slot) }));
-        LingerFuture { inner: self.inner.call(req), slot: Some(slot) }
+        HookFuture::new(self.inner.call(req), DrainUnread(Some(slot)))
     }
 }
 
-pin_project! {
-    #[derive(Debug)]
-    pub(crate) struct LingerFuture<F> {
-        #[pin]
-        inner: F,
-        slot: Option<Slot>,
-    }
-}
+/// Once the response is ready: drains whatever body was handed back.
+#[derive(Debug)]
+pub(crate) struct DrainUnread(Option<Slot>);
 
-impl<F, B, E> Future for LingerFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        let unread = this.slot.take().and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
+impl OnResponse for DrainUnread {
+    fn on_response<B>(self, _response: &mut Response<B>) {
+        let unread = self.0.and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
         if let Some(body) = unread {
             tokio::spawn(drain(body));
         }
-        Poll::Ready(result)
     }
 }
 

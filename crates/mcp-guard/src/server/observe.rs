@@ -7,8 +7,6 @@
 //! input, so a client cannot blow up the series count.
 
 use std::{
-    future::Future,
-    pin::Pin,
     task::{Context, Poll},
     time::Instant,
 };
@@ -16,10 +14,10 @@ use std::{
 use http::{Method, Request, Response};
 use mcp_guard_layers::{
     Rejection,
+    future::{HookFuture, OnResponse},
     identity::{ClientIp, Principal},
     request_id::RequestId,
 };
-use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 /// Observes every request of the wrapped service.
@@ -41,7 +39,7 @@ pub(crate) struct Observe<S> {
 
 /// What is known of a request before it is answered.
 #[derive(Debug)]
-struct Seen {
+pub(crate) struct Seen {
     start: Instant,
     method: &'static str,
     path_is_mcp: bool,
@@ -55,7 +53,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ObserveFuture<S::Future>;
+    type Future = HookFuture<S::Future, Seen>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -69,32 +67,13 @@ where
             client: req.extensions().get::<ClientIp>().copied(),
             request_id: req.extensions().get::<RequestId>().cloned(),
         };
-        ObserveFuture { inner: self.inner.call(req), seen: Some(seen) }
+        HookFuture::new(self.inner.call(req), seen)
     }
 }
 
-pin_project! {
-    #[derive(Debug)]
-    pub(crate) struct ObserveFuture<F> {
-        #[pin]
-        inner: F,
-        seen: Option<Seen>,
-    }
-}
-
-impl<F, B, E> Future for ObserveFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let (Ok(response), Some(seen)) = (&result, this.seen.take()) {
-            record(&seen, response);
-        }
-        Poll::Ready(result)
+impl OnResponse for Seen {
+    fn on_response<B>(self, response: &mut Response<B>) {
+        record(&self, response);
     }
 }
 
