@@ -99,7 +99,7 @@ pub struct JwtConfig {
     pub pem_keys: Vec<(String, String)>,
     /// Accepted algorithms; default RS256/384/512, PS256, ES256/384, EdDSA.
     pub algorithms: Option<Vec<String>>,
-    /// Clock leeway for `exp`, `nbf`, `iat`. Default 60 s.
+    /// Clock leeway for `exp`, `nbf`, `iat`. Default 60 s, at most 5 min.
     pub leeway: Duration,
     /// Shared secret enabling HS256/384/512; off unless configured.
     pub hmac_secret: Option<Secret>,
@@ -225,8 +225,8 @@ fn validate_jwt(raw: RawJwt, env: &dyn Fn(&str) -> Option<String>) -> Result<Jwt
         None => Duration::from_secs(60),
         Some(text) => parse_duration(text).map_err(|m| invalid("auth.jwt.leeway", m))?,
     };
-    if leeway > Duration::from_secs(600) {
-        return Err(invalid("auth.jwt.leeway", "at most 10m: a large leeway keeps expired tokens alive"));
+    if leeway > crate::auth::jwt::MAX_LEEWAY {
+        return Err(invalid("auth.jwt.leeway", "at most 5m: a large leeway keeps expired tokens alive"));
     }
     let hmac_secret = match &raw.hmac_secret_env {
         None => None,

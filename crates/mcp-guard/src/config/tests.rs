@@ -200,7 +200,7 @@ fn auth_settings_are_validated() {
         ),
         ("[auth]\nrequired_scopes = [\"mcp:tools\"]".into(), "nothing authenticates"),
         ("[auth.jwt]\nissuer = \"https://as\"\nalgorithms = [\"none\"]".into(), "`auth.jwt.algorithms[0]`"),
-        ("[auth.jwt]\nissuer = \"https://as\"\nleeway = \"1h\"".into(), "`auth.jwt.leeway`"),
+        ("[auth.jwt]\nissuer = \"https://as\"\nleeway = \"6m\"".into(), "`auth.jwt.leeway`"),
         ("[auth.jwt]\nissuer = \"https://as\"\nhmac_secret_env = \"NOPE\"".into(), "`auth.jwt.hmac_secret_env`"),
         ("[auth]\nresource = \"mcp.example.com\"\n[auth.jwt]\nissuer = \"https://as\"".into(), "`auth.resource`"),
         (

@@ -63,7 +63,7 @@ mod tests;
 /// Longest token accepted; real access tokens are well under 8 KiB.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Largest accepted leeway: beyond a few minutes `exp` stops meaning much.
-const MAX_LEEWAY: Duration = Duration::from_secs(300);
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 /// Verifies access tokens. Cheap to clone; clones share one key cache.
 #[derive(Clone)]
