@@ -41,6 +41,15 @@ pub fn check_get(headers: &HeaderMap) -> Result<(), Rejection> {
     if accepts(headers, "text", "event-stream") { Ok(()) } else { Err(Rejection::NotAcceptable) }
 }
 
+/// True when `Content-Type` is `text/event-stream` (parameters ignored).
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
 /// True when some `Accept` media range covers `kind/sub` with a non-zero weight.
 pub fn accepts(headers: &HeaderMap, kind: &str, sub: &str) -> bool {
     headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|range| {
@@ -98,6 +107,14 @@ mod tests {
         for (pairs, want) in cases {
             assert_eq!(check_post(&headers(pairs)), *want, "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn event_stream_content_type() {
+        assert!(is_event_stream(&headers(&[("content-type", "text/event-stream")])));
+        assert!(is_event_stream(&headers(&[("content-type", "Text/Event-Stream; charset=utf-8")])));
+        assert!(!is_event_stream(&headers(&[("content-type", "application/json")])));
+        assert!(!is_event_stream(&headers(&[])));
     }
 
     #[test]

@@ -83,15 +83,6 @@ pub fn set_stream_headers(headers: &mut http::HeaderMap) {
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 
-/// True when a response's content type is `text/event-stream`.
-pub fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/event-stream"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,7 +224,7 @@ impl Tap {
         }
         let session = response.headers().get(&MCP_SESSION_ID)?.to_str().ok()?.into();
         let content_type = response.headers().get(header::CONTENT_TYPE)?.as_bytes();
-        let reader = if content_type.starts_with(b"text/event-stream") {
+        let reader = if crate::transport::is_event_stream(response.headers()) {
             Reader::Sse(SseParser::new(MAX_SSE_EVENT), Vec::new())
         } else if content_type.starts_with(b"application/json") {
             Reader::Json(Vec::new())

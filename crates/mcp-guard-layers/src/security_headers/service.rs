@@ -60,9 +60,7 @@ static NO_CACHE_STREAM: HeaderValue = HeaderValue::from_static("no-cache, no-tra
 impl OnResponse for SetHeaders {
     fn on_response<B>(self, response: &mut Response<B>) {
         let headers = response.headers_mut();
-        let event_stream = headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().len() >= 17 && v.as_bytes()[..17].eq_ignore_ascii_case(b"text/event-stream"));
+        let event_stream = crate::transport::is_event_stream(headers);
         headers.insert(header::X_FRAME_OPTIONS, X_FRAME_OPTIONS.clone());
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
         headers.insert(header::CONTENT_SECURITY_POLICY, CSP.clone());

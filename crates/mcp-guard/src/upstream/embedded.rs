@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::Upstream;
+use mcp_guard_layers::transport;
+
 use crate::{body::BoxBody, demo::DemoServer, sse};
 
 /// The in-process demo upstream.
@@ -55,7 +57,7 @@ impl Upstream for EmbeddedUpstream {
             Err(never) => match never {},
         };
         let (mut parts, body) = response.into_parts();
-        if sse::is_event_stream(&parts.headers) {
+        if transport::is_event_stream(&parts.headers) {
             sse::set_stream_headers(&mut parts.headers);
         }
         Response::from_parts(parts, BoxBody::new(body))

@@ -13,7 +13,7 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use mcp_guard_layers::Rejection;
+use mcp_guard_layers::{Rejection, transport};
 
 use super::Upstream;
 use crate::{body::BoxBody, config::HttpUpstreamConfig, sse};
@@ -74,7 +74,7 @@ impl HttpUpstream {
         };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        if sse::is_event_stream(&parts.headers) {
+        if transport::is_event_stream(&parts.headers) {
             sse::set_stream_headers(&mut parts.headers);
         }
         Ok(Response::from_parts(parts, BoxBody::new(body)))

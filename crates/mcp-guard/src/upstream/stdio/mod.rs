@@ -24,7 +24,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use mcp_guard_layers::{
-    Rejection,
+    Rejection, body_limit,
     jsonrpc::{self, Inspection, MessageKind, RequestId},
     rejection::code,
     transport::MCP_SESSION_ID,
@@ -317,7 +317,7 @@ fn one_line(json: &[u8]) -> Bytes {
 async fn read_body(body: BoxBody, max: usize) -> Result<Bytes, Rejection> {
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::RequestTooLarge),
+        Err(e) if body_limit::is_limit_error(&*e) => Err(Rejection::RequestTooLarge),
         Err(_) => Err(Rejection::InvalidMessage),
     }
 }
