@@ -2,15 +2,17 @@
 //!
 //! [`inspect`] reads a POST body once and returns what later layers and
 //! upstreams need: for each message its kind, method, id, the tool name of a
-//! `tools/call` and the `protocolVersion` of an `initialize`. Fields it does
-//! not need (`params`, `result`) stay unparsed raw JSON, so the cost is one
-//! pass over the bytes plus a few small allocations.
+//! `tools/call`, the prompt or resource a request names, where a call's
+//! `arguments` lie, and the `protocolVersion` of an `initialize`. Fields it
+//! does not need (`arguments` themselves, `result`) stay unparsed raw JSON, so
+//! the cost is one pass over the bytes plus a few small allocations.
 //!
 //! Nesting depth is checked by a byte scan *before* parsing, so a hostile
 //! document of a million `[` is refused in linear time without recursion.
 
 use std::ops::Range;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -55,6 +57,14 @@ pub struct MessageInfo {
     pub id: Option<RequestId>,
     /// `params.name` of a `tools/call` request.
     pub tool: Option<Box<str>>,
+    /// `params.name` of a `prompts/get` request.
+    pub prompt: Option<Box<str>>,
+    /// `params.uri` of a `resources/read`, `resources/subscribe` or
+    /// `resources/unsubscribe` request.
+    pub uri: Option<Box<str>>,
+    /// Where the `params.arguments` JSON of a `tools/call` lies in the
+    /// inspected body (see [`Inspection::body`]).
+    pub arguments: Option<Range<usize>>,
     /// `params.protocolVersion` of an `initialize` request.
     pub protocol_version: Option<Box<str>>,
     /// `params._meta.progressToken` of a request, or `params.progressToken`
@@ -78,12 +88,22 @@ pub struct Inspection {
     pub messages: Vec<MessageInfo>,
     /// True when the body was a JSON array (a JSON-RPC batch).
     pub batch: bool,
+    /// The body the spans index into. Set by the inspection layer (a
+    /// reference-counted view of the forwarded bytes, not a copy); empty
+    /// when [`inspect`] is called directly.
+    pub body: Bytes,
 }
 
 impl Inspection {
     /// True when any message expects a response.
     pub fn has_requests(&self) -> bool {
         self.messages.iter().any(|m| m.kind == MessageKind::Request)
+    }
+
+    /// The JSON text at `span` in [`Inspection::body`] (a message or its
+    /// `arguments`), or `None` if the span is not in the body.
+    pub fn text(&self, span: &Range<usize>) -> Option<&str> {
+        self.body.get(span.clone()).and_then(|b| std::str::from_utf8(b).ok())
     }
 
     /// The single `initialize` request, if that is what the body is.
@@ -136,6 +156,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 #[derive(Deserialize)]
 struct Params<'a> {
     name: Option<String>,
+    uri: Option<String>,
+    #[serde(borrow)]
+    arguments: Option<&'a RawValue>,
     #[serde(rename = "protocolVersion")]
     protocol_version: Option<String>,
     #[serde(rename = "progressToken", borrow)]
@@ -169,15 +192,21 @@ pub fn inspect(body: &[u8], limits: Limits) -> Result<Inspection, Rejection> {
             .iter()
             .map(|raw| {
                 // The element borrows from `body`: its offset is a pointer difference.
-                let start = (raw.get().as_ptr() as usize).saturating_sub(base);
+                let start = offset(base, raw.get());
                 classify_raw(raw.get(), start..start + raw.get().len())
             })
             .collect::<Result<_, _>>()?;
-        Ok(Inspection { messages, batch: true })
+        Ok(Inspection { messages, batch: true, body: Bytes::new() })
     } else {
         let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(parse_rejection)?;
-        Ok(Inspection { messages: vec![classify(envelope, 0..body.len())?], batch: false })
+        let message = classify(envelope, body.as_ptr() as usize, 0..body.len())?;
+        Ok(Inspection { messages: vec![message], batch: false, body: Bytes::new() })
     }
+}
+
+/// Where `part`, which borrows from the text starting at address `base`, starts in it.
+fn offset(base: usize, part: &str) -> usize {
+    (part.as_ptr() as usize).saturating_sub(base)
 }
 
 /// Classifies one message given as JSON text (an element of a batch, or a
@@ -191,7 +220,7 @@ fn classify_raw(json: &str, span: Range<usize>) -> Result<MessageInfo, Rejection
         // Inside a batch the JSON already parsed; a type error means "not a message".
         if e.is_data() { Rejection::InvalidMessage } else { Rejection::ParseError }
     })?;
-    classify(envelope, span)
+    classify(envelope, json.as_ptr() as usize, span)
 }
 
 fn parse_rejection(e: serde_json::Error) -> Rejection {
@@ -202,7 +231,9 @@ fn parse_rejection(e: serde_json::Error) -> Rejection {
     }
 }
 
-fn classify(envelope: Envelope<'_>, span: Range<usize>) -> Result<MessageInfo, Rejection> {
+/// `base` is the address of the message's first byte, `span` where it lies
+/// in the body: together they place the borrowed `arguments` in the body.
+fn classify(envelope: Envelope<'_>, base: usize, span: Range<usize>) -> Result<MessageInfo, Rejection> {
     if envelope.jsonrpc.map(RawValue::get) != Some(r#""2.0""#) {
         return Err(Rejection::InvalidMessage);
     }
@@ -221,9 +252,12 @@ fn classify(envelope: Envelope<'_>, span: Range<usize>) -> Result<MessageInfo, R
         method: envelope.method.map(String::into_boxed_str),
         id,
         tool: None,
+        prompt: None,
+        uri: None,
+        arguments: None,
         protocol_version: None,
         progress_token: None,
-        span,
+        span: span.clone(),
     };
     // MCP params are always objects; positional (array) params carry none of
     // the fields read here and are left for the server to judge.
@@ -237,7 +271,17 @@ fn classify(envelope: Envelope<'_>, span: Range<usize>) -> Result<MessageInfo, R
         };
         info.progress_token = token.map(|t| t.get().into());
         match info.method.as_deref() {
-            Some("tools/call") => info.tool = params.name.map(String::into_boxed_str),
+            Some("tools/call") => {
+                info.tool = params.name.map(String::into_boxed_str);
+                info.arguments = params.arguments.map(|a| {
+                    let start = span.start + offset(base, a.get());
+                    start..start + a.get().len()
+                });
+            }
+            Some("prompts/get") => info.prompt = params.name.map(String::into_boxed_str),
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
+                info.uri = params.uri.map(String::into_boxed_str);
+            }
             Some("initialize") => info.protocol_version = params.protocol_version.map(String::into_boxed_str),
             _ => {}
         }
@@ -328,6 +372,11 @@ mod tests {
                 .expect("valid");
         assert_eq!(m.tool.as_deref(), Some("echo"));
         assert_eq!(m.id.as_ref().map(RequestId::as_json), Some("9"));
+        let m = one(r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"p","arguments":{}}}"#)
+            .expect("valid");
+        assert_eq!((m.prompt.as_deref(), m.arguments), (Some("p"), None), "only a tool call's arguments are placed");
+        let m = one(r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///a"}}"#).expect("valid");
+        assert_eq!(m.uri.as_deref(), Some("file:///a"));
         let m = one(
             r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"c","_meta":{"progressToken":"p1"}}}"#,
         )
@@ -341,6 +390,20 @@ mod tests {
         assert!(m.is_initialize());
         assert_eq!(m.protocol_version.as_deref(), Some("2025-06-18"));
         assert_eq!(m.id.as_ref().map(RequestId::as_json), Some(r#""x""#));
+    }
+
+    #[test]
+    fn arguments_are_placed_in_the_body_single_and_batched() {
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments": {"a" : [1, "}"]}}}"#;
+        let batch = format!(r#"[ {{"jsonrpc":"2.0","method":"n"}}, {call} ]"#);
+        for body in [call.to_owned(), batch] {
+            let mut i = inspect(body.as_bytes(), Limits::default()).expect("valid");
+            i.body = Bytes::from(body.clone());
+            let m = i.messages.last().expect("a message");
+            let args = m.arguments.clone().expect("arguments placed");
+            assert_eq!(i.text(&args), Some(r#"{"a" : [1, "}"]}"#), "{body}");
+            assert_eq!(i.text(&m.span), Some(call));
+        }
     }
 
     #[test]

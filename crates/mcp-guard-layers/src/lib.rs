@@ -25,6 +25,7 @@ pub mod host_origin;
 pub mod identity;
 pub mod inspect;
 pub mod jsonrpc;
+pub mod policy;
 pub mod protocol_version;
 pub mod rate_limit;
 pub mod rejection;

@@ -28,6 +28,10 @@ pub mod code {
     pub const SERVER_ERROR: i32 = -32000;
     /// The session named by `Mcp-Session-Id` does not exist (for this caller).
     pub const SESSION_NOT_FOUND: i32 = -32001;
+    /// Invalid method parameters (MCP: unknown tool or prompt, bad arguments).
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// MCP's "Resource not found".
+    pub const RESOURCE_NOT_FOUND: i32 = -32002;
 }
 
 macro_rules! rejections {
@@ -135,6 +139,90 @@ rejections! {
     UpstreamTimeout => (GATEWAY_TIMEOUT, code::INTERNAL_ERROR, "upstream_timeout", "Gateway Timeout: the upstream MCP server did not answer in time"),
 }
 
+/// A request refused *inside* the protocol: the gateway answers it itself
+/// with HTTP 200 and a JSON-RPC error response carrying the request's `id`,
+/// as the upstream would, and never forwards it.
+///
+/// The wire answer ([`Refusal::code`], [`Refusal::message`]) of a denied
+/// tool, resource or prompt is the specification's answer for one that does
+/// not exist, so a caller cannot discover what it may not use; only the
+/// [`Refusal::reason`], which is logged, audited and counted but never sent,
+/// tells them apart. See [`crate::policy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// A `tools/call` of a tool the caller's policy denies.
+    ToolDenied,
+    /// A `resources/read` or `resources/subscribe` of a denied resource.
+    ResourceDenied,
+    /// A `prompts/get` of a denied prompt.
+    PromptDenied,
+    /// A call to a tool whose definition differs from its pin (`block`).
+    ToolDefinitionChanged,
+    /// A call to a tool that has no pin while pins are enforced (`block`).
+    ToolNotPinned,
+    /// `tools/call` arguments that do not match the tool's `inputSchema`.
+    InvalidArguments,
+    /// `tools/call` arguments larger than the tool's limit.
+    ArgumentsTooLarge,
+    /// Another request in the same JSON-RPC batch was refused, so none of
+    /// the batch was forwarded.
+    BatchRefused,
+}
+
+impl Refusal {
+    /// Every refusal, for documentation and exhaustive tests.
+    pub const ALL: &'static [Refusal] = &[
+        Refusal::ToolDenied,
+        Refusal::ResourceDenied,
+        Refusal::PromptDenied,
+        Refusal::ToolDefinitionChanged,
+        Refusal::ToolNotPinned,
+        Refusal::InvalidArguments,
+        Refusal::ArgumentsTooLarge,
+        Refusal::BatchRefused,
+    ];
+
+    /// The JSON-RPC error code sent.
+    pub const fn code(self) -> i32 {
+        match self {
+            Refusal::ResourceDenied => code::RESOURCE_NOT_FOUND,
+            Refusal::ToolDefinitionChanged | Refusal::ToolNotPinned => code::SERVER_ERROR,
+            Refusal::BatchRefused => code::INVALID_REQUEST,
+            Refusal::ToolDenied | Refusal::PromptDenied | Refusal::InvalidArguments | Refusal::ArgumentsTooLarge => {
+                code::INVALID_PARAMS
+            }
+        }
+    }
+
+    /// Stable machine-readable reason for logs, the audit log and metrics.
+    /// Sent to the client only where it reveals nothing the message does not
+    /// (never for the `*_denied` refusals).
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Refusal::ToolDenied => "tool_denied",
+            Refusal::ResourceDenied => "resource_denied",
+            Refusal::PromptDenied => "prompt_denied",
+            Refusal::ToolDefinitionChanged => "tool_definition_changed",
+            Refusal::ToolNotPinned => "tool_not_pinned",
+            Refusal::InvalidArguments => "invalid_arguments",
+            Refusal::ArgumentsTooLarge => "arguments_too_large",
+            Refusal::BatchRefused => "batch_refused",
+        }
+    }
+
+    /// True when the reason may be sent as `error.data.reason`.
+    pub const fn reason_is_public(self) -> bool {
+        !matches!(self, Refusal::ToolDenied | Refusal::ResourceDenied | Refusal::PromptDenied)
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
 impl Rejection {
     /// The JSON-RPC error body for this rejection, without an `id`.
     pub fn body(self) -> Bytes {
@@ -197,6 +285,14 @@ mod tests {
         for r in Rejection::ALL {
             assert!(seen.insert(r.reason()), "duplicate reason {}", r.reason());
             assert!(r.reason().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+    }
+
+    #[test]
+    fn refusal_reasons_are_unique_across_both_tables() {
+        let mut seen: HashSet<&str> = Rejection::ALL.iter().map(|r| r.reason()).collect();
+        for r in Refusal::ALL {
+            assert!(seen.insert(r.reason()), "duplicate reason {}", r.reason());
         }
     }
 

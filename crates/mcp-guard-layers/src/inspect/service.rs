@@ -125,7 +125,7 @@ where
                     Ok(Err(_)) => return Ok(Rejection::BodyIncomplete.into_response()),
                     Err(_) => return Ok(Rejection::RequestTimeout.into_response()),
                 };
-                let inspection = match inspect(&bytes, limits) {
+                let mut inspection = match inspect(&bytes, limits) {
                     Ok(inspection) => inspection,
                     Err(rejection) => return Ok(rejection.into_response()),
                 };
@@ -134,6 +134,7 @@ where
                 if inspection.batch && !batches {
                     return Ok(Rejection::BatchNotAllowed.into_response());
                 }
+                inspection.body = bytes.clone();
                 parts.extensions.insert(inspection);
                 inner.call(Request::from_parts(parts, B::from(bytes))).await
             }),

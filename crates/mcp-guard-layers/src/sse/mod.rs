@@ -175,6 +175,21 @@ impl SseParser {
         self.bom_seen = Some(0);
     }
 
+    /// True between events: no partial line, no field of an unfinished
+    /// event, and no dropped event being skipped is held. A chunk fed between
+    /// two such points that completed no event held only comments and blank
+    /// lines.
+    pub fn at_event_boundary(&self) -> bool {
+        self.line.is_empty()
+            && !self.skip_line
+            && !self.discarding
+            && !self.after_cr
+            && self.data.is_empty()
+            && self.event.is_empty()
+            && self.block_id.is_none()
+            && self.block_retry.is_none()
+    }
+
     /// The last event id, as a client would send it in `Last-Event-ID`: taken
     /// from the `id` field when a blank line ends a block (with or without
     /// data), kept across blocks; empty when none was set or an empty `id`

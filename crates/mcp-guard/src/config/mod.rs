@@ -3,8 +3,10 @@
 //! [`Config`]. Everything that can be wrong is found here, at startup, with
 //! the key (or variable) named; nothing downstream re-validates.
 
+mod audit;
 mod auth;
 mod load;
+mod policy;
 mod raw;
 mod units;
 
@@ -15,7 +17,9 @@ use std::num::NonZeroU32;
 use http::Uri;
 use mcp_guard_layers::{client_ip::TrustedProxies, host_origin::HostOriginPolicy, jsonrpc::Limits};
 
+pub use audit::AuditConfig;
 pub use auth::{AuthConfig, JwtConfig, hash_api_key};
+pub use policy::PolicyConfig;
 pub use load::{Overrides, load, load_from_str};
 use raw::RawConfig;
 pub(crate) use units::{parse_duration, parse_size};
@@ -107,6 +111,10 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Tool, resource and prompt policy; tool pinning; per-tool limits.
+    pub policy: PolicyConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
 }
 
 /// A rate: requests per minute, with a burst.
@@ -384,6 +392,9 @@ impl Config {
             ));
         }
 
+        let policy = policy::validate(raw.policy, raw.pins, raw.tools)?;
+        let audit = audit::validate(raw.audit)?;
+
         let json = match raw.log.format.as_deref() {
             None | Some("json") => true,
             Some("text") => false,
@@ -426,6 +437,8 @@ impl Config {
             auth,
             upstream,
             log: LogConfig { json, level },
+            policy,
+            audit,
         })
     }
 }

@@ -18,6 +18,10 @@ pub(crate) struct RawConfig {
     pub(crate) metrics: RawMetrics,
     pub(crate) auth: super::auth::RawAuth,
     pub(crate) log: RawLog,
+    pub(crate) policy: super::policy::RawPolicy,
+    pub(crate) pins: super::policy::RawPins,
+    pub(crate) tools: BTreeMap<String, super::policy::RawTool>,
+    pub(crate) audit: super::audit::RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]
