@@ -29,8 +29,13 @@ pub enum MessageKind {
     Response,
 }
 
-/// A JSON-RPC id kept as its exact JSON text (`42` and `"42"` differ), so it
-/// can key a routing table and be echoed back byte for byte.
+/// A JSON-RPC id kept as canonical JSON text (`42` and `"42"` differ), so it
+/// can key a routing table and be echoed back.
+///
+/// Canonical is how serde_json writes the value: `"\u0061"` is kept as
+/// `"a"` and `-0` as `0`, so an id matches the peer's echo of it however
+/// the sender spelled it. (Comparing raw spellings would let a client
+/// dodge every check keyed on the id of its request.)
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RequestId(Box<str>);
 
@@ -289,15 +294,24 @@ fn classify(envelope: Envelope<'_>, base: usize, span: Range<usize>) -> Result<M
     Ok(info)
 }
 
-/// MCP ids are strings or integers; `null`, objects, arrays and fractions are refused.
+/// MCP ids are strings or integers; `null`, objects, arrays and fractions
+/// are refused. The id is kept in canonical form (see [`RequestId`]).
 fn valid_id(text: &str) -> Result<RequestId, Rejection> {
     let bytes = text.as_bytes();
-    let ok = match bytes.first() {
-        Some(b'"') => true,
-        Some(b'-' | b'0'..=b'9') => bytes[1..].iter().all(u8::is_ascii_digit),
-        _ => false,
-    };
-    if ok { Ok(RequestId::from_json_text(text)) } else { Err(Rejection::InvalidMessage) }
+    match bytes.first() {
+        Some(b'"') if !text.contains('\\') => Ok(RequestId::from_json_text(text)),
+        Some(b'"') => {
+            // Escapes: decode, then write back as serde_json does.
+            let decoded: String = serde_json::from_str(text).map_err(|_| Rejection::InvalidMessage)?;
+            let canonical = serde_json::to_string(&decoded).map_err(|_| Rejection::InvalidMessage)?;
+            Ok(RequestId(canonical.into()))
+        }
+        Some(b'-' | b'0'..=b'9') if bytes[1..].iter().all(u8::is_ascii_digit) => {
+            // The JSON grammar already refused leading zeros; `-0` is the one other spelling.
+            Ok(RequestId::from_json_text(if text == "-0" { "0" } else { text }))
+        }
+        _ => Err(Rejection::InvalidMessage),
+    }
 }
 
 /// The deepest nesting of arrays and objects in a JSON text, ignoring
@@ -375,7 +389,8 @@ mod tests {
         let m = one(r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"p","arguments":{}}}"#)
             .expect("valid");
         assert_eq!((m.prompt.as_deref(), m.arguments), (Some("p"), None), "only a tool call's arguments are placed");
-        let m = one(r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///a"}}"#).expect("valid");
+        let m =
+            one(r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///a"}}"#).expect("valid");
         assert_eq!(m.uri.as_deref(), Some("file:///a"));
         let m = one(
             r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"c","_meta":{"progressToken":"p1"}}}"#,
@@ -394,7 +409,8 @@ mod tests {
 
     #[test]
     fn arguments_are_placed_in_the_body_single_and_batched() {
-        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments": {"a" : [1, "}"]}}}"#;
+        let call =
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments": {"a" : [1, "}"]}}}"#;
         let batch = format!(r#"[ {{"jsonrpc":"2.0","method":"n"}}, {call} ]"#);
         for body in [call.to_owned(), batch] {
             let mut i = inspect(body.as_bytes(), Limits::default()).expect("valid");
@@ -403,6 +419,24 @@ mod tests {
             let args = m.arguments.clone().expect("arguments placed");
             assert_eq!(i.text(&args), Some(r#"{"a" : [1, "}"]}"#), "{body}");
             assert_eq!(i.text(&m.span), Some(call));
+        }
+    }
+
+    #[test]
+    fn ids_are_canonical_however_they_are_spelled() {
+        let id = |raw: &str| {
+            one(&format!(r#"{{"jsonrpc":"2.0","id":{raw},"method":"ping"}}"#)).expect("valid").id.expect("id")
+        };
+        for (raw, canonical) in [
+            (r#""a""#, r#""a""#),
+            (r#""\u0061""#, r#""a""#),
+            (r#""a\/b""#, r#""a/b""#),
+            (r#""\u00e9\n""#, "\"\u{e9}\\n\""),
+            ("-0", "0"),
+            ("-7", "-7"),
+            ("12", "12"),
+        ] {
+            assert_eq!(id(raw).as_json(), canonical, "{raw}");
         }
     }
 

@@ -161,6 +161,10 @@ pub enum Refusal {
     ToolDefinitionChanged,
     /// A call to a tool that has no pin while pins are enforced (`block`).
     ToolNotPinned,
+    /// A call to a tool neither pinned nor ever listed, while pins are
+    /// enforced (`block`): answered like a denied tool, as the gateway
+    /// knows no such tool.
+    UnknownTool,
     /// `tools/call` arguments that do not match the tool's `inputSchema`.
     InvalidArguments,
     /// `tools/call` arguments larger than the tool's limit.
@@ -178,6 +182,7 @@ impl Refusal {
         Refusal::PromptDenied,
         Refusal::ToolDefinitionChanged,
         Refusal::ToolNotPinned,
+        Refusal::UnknownTool,
         Refusal::InvalidArguments,
         Refusal::ArgumentsTooLarge,
         Refusal::BatchRefused,
@@ -189,9 +194,11 @@ impl Refusal {
             Refusal::ResourceDenied => code::RESOURCE_NOT_FOUND,
             Refusal::ToolDefinitionChanged | Refusal::ToolNotPinned => code::SERVER_ERROR,
             Refusal::BatchRefused => code::INVALID_REQUEST,
-            Refusal::ToolDenied | Refusal::PromptDenied | Refusal::InvalidArguments | Refusal::ArgumentsTooLarge => {
-                code::INVALID_PARAMS
-            }
+            Refusal::ToolDenied
+            | Refusal::UnknownTool
+            | Refusal::PromptDenied
+            | Refusal::InvalidArguments
+            | Refusal::ArgumentsTooLarge => code::INVALID_PARAMS,
         }
     }
 
@@ -205,6 +212,7 @@ impl Refusal {
             Refusal::PromptDenied => "prompt_denied",
             Refusal::ToolDefinitionChanged => "tool_definition_changed",
             Refusal::ToolNotPinned => "tool_not_pinned",
+            Refusal::UnknownTool => "unknown_tool",
             Refusal::InvalidArguments => "invalid_arguments",
             Refusal::ArgumentsTooLarge => "arguments_too_large",
             Refusal::BatchRefused => "batch_refused",

@@ -1,11 +1,16 @@
 //! Command-line interface: flags, subcommands, signals, exit codes.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mcp_guard::{
-    config::{self, Config, Overrides, UpstreamConfig},
+    config::{self, Config, ConfigError, Overrides, UpstreamConfig},
+    pin::{self, PinDiff, PinFile},
     server, telemetry,
 };
 
@@ -18,6 +23,9 @@ Examples:
   mcp-guard --config mcp-guard.toml                 run from a config file
   mcp-guard check-config mcp-guard.toml             validate a config file and exit
   mcp-guard gen-key                                 make an API key and its hash
+  mcp-guard pin --config mcp-guard.toml             record the upstream's tools in the `[pins] file`
+  mcp-guard pin -o pins.json -- my-mcp-server --stdio
+                                                    record a stdio server's tools in pins.json
 
 Clients connect to http://127.0.0.1:8001/mcp unless --listen says otherwise.
 Environment variables MCP_GUARD_<SECTION>__<KEY> override the config file;
@@ -68,6 +76,39 @@ enum Command {
     GenKey,
     /// Read an API key from stdin and print the hash to put in the config.
     HashKey,
+    /// Ask the upstream for its tools and write the pin file that `[pins] file` loads.
+    #[command(after_help = PIN_HELP)]
+    Pin(PinArgs),
+}
+
+const PIN_HELP: &str = "\
+The upstream is built exactly as the gateway builds it (config file, then
+MCP_GUARD_* variables, then these flags) and asked for its tools through an MCP
+session: initialize, tools/list (every page), then the session is deleted.
+Each tool's name, description, inputSchema and annotations are written with
+their hash to --output, else the config's `[pins] file`, else stdout. A file
+is replaced atomically; the tools added, removed or changed since the file
+it replaces are listed on stderr, for review before committing it.
+
+Exit status: 0 written; 1 bad config, a failed tools/list or an unwritable
+file; 2 the upstream cannot be reached or initialized.";
+
+#[derive(Debug, clap::Args)]
+struct PinArgs {
+    /// TOML config file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where to write the pin file (`-` for stdout) [default: the config's
+    /// `[pins] file`, else stdout].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Streamable HTTP MCP server to pin.
+    #[arg(long, value_name = "URL", conflicts_with = "stdio_command")]
+    upstream: Option<String>,
+    /// Stdio MCP server to pin: program and arguments after `--`, run
+    /// directly (never through a shell).
+    #[arg(last = true, value_name = "CMD ARG...")]
+    stdio_command: Vec<String>,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -76,6 +117,7 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::GenKey) => gen_key(),
         Some(Command::HashKey) => hash_key(),
+        Some(Command::Pin(args)) => pin(args),
         None => match run(cli.run) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -86,17 +128,16 @@ pub(crate) fn main() -> ExitCode {
     }
 }
 
-fn load(path: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, config::ConfigError> {
+fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
     config::load(path, std::env::vars(), overrides)
 }
 
-fn check_config(file: &std::path::Path) -> ExitCode {
+fn check_config(file: &Path) -> ExitCode {
     match load(Some(file), &Overrides::default()) {
         Ok(config) => {
             let upstream = match &config.upstream {
-                UpstreamConfig::Demo => "built-in demo".to_owned(),
-                UpstreamConfig::Http(http) => format!("http {}", http.url),
                 UpstreamConfig::Stdio(stdio) => format!("stdio {:?}", stdio.argv),
+                other => describe(other),
             };
             #[allow(clippy::print_stdout)]
             {
@@ -152,6 +193,142 @@ fn hash_key() -> ExitCode {
     }
     println!("{}", mcp_guard::auth::api_key::hash(key));
     ExitCode::SUCCESS
+}
+
+fn describe(upstream: &UpstreamConfig) -> String {
+    match upstream {
+        UpstreamConfig::Demo => "built-in demo".to_owned(),
+        UpstreamConfig::Http(http) => format!("http {}", http.url),
+        UpstreamConfig::Stdio(stdio) => format!("stdio `{}`", stdio.argv.join(" ")),
+    }
+}
+
+fn pin(args: PinArgs) -> ExitCode {
+    let overrides = Overrides {
+        upstream_url: args.upstream,
+        command: (!args.stdio_command.is_empty()).then_some(args.stdio_command),
+        ..Overrides::default()
+    };
+    let (config, pins_file) = match load_for_pin(args.config.as_deref(), &overrides) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("mcp-guard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let destination = match args.output {
+        Some(path) if path.as_os_str() == "-" => None,
+        Some(path) => Some(path),
+        None => pins_file,
+    };
+    // Text on stderr, warnings only unless the config asks for a level.
+    let mut log = config.log.clone();
+    log.json = false;
+    if log.level == "info,rmcp=warn" {
+        "warn".clone_into(&mut log.level);
+    }
+    telemetry::init(&log);
+    let source = describe(&config.upstream);
+    let tools = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(pin::fetch_from(&config.upstream)),
+        Err(e) => {
+            eprintln!("mcp-guard: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = match tools {
+        Ok(tools) => PinFile::from_tools(tools.iter()),
+        Err(e) => {
+            eprintln!("mcp-guard: pin from {source}: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let text = file.to_json();
+    let count = file.tools.len();
+    let Some(path) = destination else {
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+            eprintln!("mcp-guard: cannot write to stdout: {e}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!("mcp-guard: pinned {count} tools from {source} to stdout");
+        return ExitCode::SUCCESS;
+    };
+    let previous = std::fs::read_to_string(&path).ok();
+    if let Err(e) = pin::write_atomic(&path, &text) {
+        eprintln!("mcp-guard: {e}");
+        return ExitCode::from(e.exit_code());
+    }
+    eprintln!("mcp-guard: pinned {count} tools from {source} to {}", path.display());
+    if let Some(previous) = previous {
+        report_changes(&path, &previous, &file);
+    }
+    ExitCode::SUCCESS
+}
+
+/// What an operator reviews before committing: the changes since the file replaced.
+fn report_changes(path: &Path, previous: &str, new: &PinFile) {
+    let old = match PinFile::parse(previous) {
+        Ok(old) => old,
+        Err(e) => {
+            eprintln!("mcp-guard: the file replaced was not a valid pin file ({e}); no changes to list");
+            return;
+        }
+    };
+    let diff = PinDiff::between(&old, new);
+    if diff.is_empty() {
+        eprintln!("mcp-guard: no change since the previous {}", path.display());
+        return;
+    }
+    let (added, removed, changed) = (diff.added.len(), diff.removed.len(), diff.changed.len());
+    eprintln!("mcp-guard: since the previous {}: {added} added, {removed} removed, {changed} changed", path.display());
+    for (what, names) in [("added", &diff.added), ("removed", &diff.removed), ("changed", &diff.changed)] {
+        for name in names {
+            // Names come from the upstream: escaped, so none can write to the terminal.
+            eprintln!("  {what:<8} {}", name.escape_debug());
+        }
+    }
+}
+
+/// The config for `pin` and the `[pins] file` it names. That file is about
+/// to be written, so one that is missing or fails its checks does not stop
+/// `pin`: the config is then loaded without it.
+fn load_for_pin(path: Option<&Path>, overrides: &Overrides) -> Result<(Config, Option<PathBuf>), ConfigError> {
+    let error = match load(path, overrides) {
+        Ok(config) => {
+            let file = config.policy.pin_file.clone();
+            return Ok((config, file));
+        }
+        Err(ConfigError::Invalid { key, message }) if key == "pins.file" => ConfigError::Invalid { key, message },
+        Err(e) => return Err(e),
+    };
+    let name = path.map_or_else(|| "<none>".to_owned(), |p| p.display().to_string());
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: name.clone(), source })?,
+        None => String::new(),
+    };
+    let parse_error = |message: String| ConfigError::Parse { path: name.clone(), message };
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+    let mut file = table
+        .get_mut("pins")
+        .and_then(toml::Value::as_table_mut)
+        .and_then(|pins| pins.remove("file"))
+        .and_then(|v| v.as_str().map(PathBuf::from));
+    let is_pins_file =
+        |k: &str| k.strip_prefix("MCP_GUARD_").is_some_and(|rest| rest.eq_ignore_ascii_case("PINS__FILE"));
+    let (vars, env): (Vec<_>, Vec<_>) = std::env::vars().partition(|(k, _)| is_pins_file(k));
+    if let Some((_, value)) = vars.last() {
+        // As the loader reads a variable: a TOML value if it parses as one.
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}")).ok();
+        file = Some(PathBuf::from(
+            parsed.and_then(|t| t.get("v")?.as_str().map(str::to_owned)).unwrap_or_else(|| value.clone()),
+        ));
+    }
+    if file.is_none() {
+        return Err(error);
+    }
+    let text = toml::to_string(&table).map_err(|e| parse_error(e.to_string()))?;
+    Ok((config::load_from_str(&text, &name, env, overrides)?, file))
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -1,7 +1,9 @@
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod demo;
+pub mod pin;
 pub mod secret;
 pub mod server;
 pub mod session_id;

@@ -12,14 +12,13 @@ use std::{
 use bytes::Bytes;
 use http::{Method, Request, Response, header};
 use pin_project_lite::pin_project;
-use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tower::{Layer, Service};
 
 use super::{
     answer::{Refusing, respond},
     body::PolicyBody,
-    catalog::ToolCatalog,
+    catalog::{PinAction, ToolCatalog},
     filter::{ListFilter, ListKind, Targets},
     rules::{AccessPolicy, Kind},
 };
@@ -77,6 +76,8 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let layer = &self.layer;
         let denies = layer.policy.as_ref().is_some_and(|p| p.can_deny());
+        // Whether anything can be hidden from a list, not just observed.
+        let hides = denies || layer.catalog.as_ref().is_some_and(|c| c.action() == PinAction::Block);
         if !denies && layer.catalog.is_none() {
             return PolicyFuture::Inner { future: self.inner.call(req), filter: None };
         }
@@ -98,8 +99,9 @@ where
                 (!ids.is_empty()).then_some(Targets::Ids(ids))
             }
             // A GET stream can replay answers to requests this gateway did
-            // not see (a resumed stream): filter by shape.
-            (&Method::GET, _) => Some(Targets::ByShape),
+            // not see (a resumed stream): filter by shape, when anything is
+            // to be hidden at all.
+            (&Method::GET, _) if hides => Some(Targets::ByShape),
             _ => None,
         };
         let filter = targets.map(|targets| ListFilter {
@@ -143,35 +145,21 @@ fn refusals(policy: &AccessPolicy, principal: Option<&Principal>, inspection: &I
     out
 }
 
-#[derive(Deserialize)]
-struct Completion {
-    params: CompletionParams,
-}
-
-#[derive(Deserialize)]
-struct CompletionParams {
-    #[serde(rename = "ref")]
-    reference: CompletionRef,
-}
-
-#[derive(Deserialize)]
-struct CompletionRef {
-    #[serde(rename = "type")]
-    kind: String,
-    name: Option<String>,
-    uri: Option<String>,
-}
-
 /// The prompt or resource template a `completion/complete` completes an
-/// argument of: completing a denied one's arguments would reveal it.
+/// argument of: completing a denied one's arguments would reveal it. A
+/// reference of either type that is not a plain string is refused (as the
+/// empty name) rather than forwarded unchecked: the upstream might read it
+/// differently.
 fn completion_target(inspection: &Inspection, message: &MessageInfo) -> Option<(Kind, String)> {
-    let completion: Completion = serde_json::from_str(inspection.text(&message.span)?).ok()?;
-    let r = completion.params.reference;
-    match r.kind.as_str() {
-        "ref/prompt" => Some((Kind::Prompt, r.name?)),
-        "ref/resource" => Some((Kind::Resource, r.uri?)),
-        _ => None,
-    }
+    let text = inspection.text(&message.span)?;
+    let message: Value = serde_json::from_str(text).ok()?;
+    let reference = message.get("params")?.get("ref")?;
+    let (kind, field) = match reference.get("type").and_then(Value::as_str)? {
+        "ref/prompt" => (Kind::Prompt, "name"),
+        "ref/resource" => (Kind::Resource, "uri"),
+        _ => return None,
+    };
+    Some((kind, reference.get(field).and_then(Value::as_str).unwrap_or_default().to_owned()))
 }
 
 pin_project! {
@@ -214,7 +202,10 @@ where
                 };
                 let sse = is_event_stream(response.headers());
                 let json = !sse
-                    && response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+                    && response
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
                 if sse || json {
                     // The filtered body's length differs from the upstream's.
                     response.headers_mut().remove(header::CONTENT_LENGTH);

@@ -84,8 +84,9 @@ mod tests {
 
     #[test]
     fn a_denied_call_looks_like_an_unknown_one() {
-        let i = inspect(br#"{"jsonrpc":"2.0","id":"a1","method":"tools/call","params":{"name":"x"}}"#, Limits::default())
-            .expect("valid");
+        let i =
+            inspect(br#"{"jsonrpc":"2.0","id":"a1","method":"tools/call","params":{"name":"x"}}"#, Limits::default())
+                .expect("valid");
         let r = Refusing::new(RequestId::from_json_text(r#""a1""#), Refusal::ToolDenied, "Unknown tool: x".into());
         let res: Response<Bytes> = respond(&i, vec![r]);
         assert_eq!(res.status(), http::StatusCode::OK);

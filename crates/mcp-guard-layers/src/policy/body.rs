@@ -84,6 +84,12 @@ impl<B: From<Bytes>> From<Bytes> for PolicyBody<B> {
     }
 }
 
+impl<B: Default> Default for PolicyBody<B> {
+    fn default() -> Self {
+        PolicyBody::plain(B::default())
+    }
+}
+
 impl<B: Body<Data = Bytes>> Body for PolicyBody<B> {
     type Data = Bytes;
     type Error = B::Error;

@@ -228,7 +228,12 @@ impl ToolCatalog {
         let seen = state.seen.get(tool);
         if self.0.action == PinAction::Block {
             match (pinned, seen) {
-                (None, _) => {
+                // Nothing the gateway knows of: the same answer as a denied
+                // tool, so neither can be told from a name that does not exist.
+                (None, None) => {
+                    return Err(Blocked { refusal: Refusal::UnknownTool, message: format!("Unknown tool: {tool}") });
+                }
+                (None, Some(_)) => {
                     return Err(Blocked {
                         refusal: Refusal::ToolNotPinned,
                         message: format!("Tool {tool} is blocked: it has no pinned definition"),
@@ -315,8 +320,11 @@ mod tests {
         let file = PinFile::from_tools([tool("a", "A")].iter());
         let c = catalog(PinAction::Block, Some(file));
         assert!(c.check_call("a").expect("pinned").is_some(), "schema from the pin file");
-        assert_eq!(c.check_call("new").expect_err("unpinned").refusal, Refusal::ToolNotPinned);
+        assert_eq!(c.check_call("new").expect_err("unknown").refusal, Refusal::UnknownTool);
         assert_eq!(c.observe(&[tool("a", "A"), tool("new", "N")]), [false, true]);
+        let blocked = c.check_call("new").expect_err("listed, unpinned");
+        assert_eq!(blocked.refusal, Refusal::ToolNotPinned);
+        assert!(blocked.message.contains("no pinned definition"));
     }
 
     #[test]

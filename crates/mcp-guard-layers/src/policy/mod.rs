@@ -68,15 +68,18 @@
 
 mod access;
 mod answer;
+mod body;
 pub mod catalog;
 mod filter;
 pub mod pins;
 pub mod rules;
 pub mod schema;
-mod body;
 mod tool_call;
 
 pub use access::{AccessPolicyLayer, AccessPolicyService};
-pub use body::PolicyBody;
 pub use answer::Refused;
+pub use body::PolicyBody;
 pub use tool_call::{ToolCallLayer, ToolCallService};
+
+#[cfg(test)]
+mod tests;

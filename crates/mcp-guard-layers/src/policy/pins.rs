@@ -231,7 +231,9 @@ mod tests {
 
     #[test]
     fn hash_ignores_key_order_spacing_and_other_fields_but_not_text() {
-        let a = obj(json!({"name":"t","description":"d","inputSchema":{"type":"object","properties":{"x":{"type":"string"}}}}));
+        let a = obj(
+            json!({"name":"t","description":"d","inputSchema":{"type":"object","properties":{"x":{"type":"string"}}}}),
+        );
         let b: Map<String, Value> = serde_json::from_str(
             r#"{ "inputSchema": {"properties": {"x": {"type": "string"}}, "type": "object"},
                  "description": "d", "name": "t", "title": "ignored", "_meta": {"k": 1} }"#,

@@ -119,7 +119,8 @@ impl AccessPolicy {
         groups: &HashMap<String, Vec<String>>,
         rules: &[RuleSpec],
     ) -> Result<AccessPolicy, PolicyError> {
-        let rules = rules.iter().enumerate().map(|(i, spec)| Rule::compile(i, spec, groups)).collect::<Result<_, _>>()?;
+        let rules =
+            rules.iter().enumerate().map(|(i, spec)| Rule::compile(i, spec, groups)).collect::<Result<_, _>>()?;
         Ok(AccessPolicy { default, rules })
     }
 
@@ -130,7 +131,14 @@ impl AccessPolicy {
 
     /// True when `principal` (`None`: an unauthenticated caller) may use the
     /// `kind` named `name`.
+    ///
+    /// A resource URI with a `.` or `..` path segment (also percent-encoded)
+    /// is never allowed: `file:///public/../secret` must not pass as
+    /// `file:///public/*` to a server that resolves it.
     pub fn allows(&self, principal: Option<&Principal>, kind: Kind, name: &str) -> bool {
+        if kind == Kind::Resource && has_dot_segment(name) {
+            return false;
+        }
         let subject = principal.map(|p| &*p.subject);
         let mut allowed = false;
         for rule in &self.rules {
@@ -180,6 +188,16 @@ impl Rule {
         ];
         Ok(Rule { everyone, subjects, effect: spec.effect, patterns })
     }
+}
+
+/// True when a path segment of `uri` is `.` or `..`, spelled plainly or
+/// percent-encoded, with `/` or `\\` as separators.
+fn has_dot_segment(uri: &str) -> bool {
+    uri.split(['/', '\\']).any(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        let decoded = lower.replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 fn globs(rule: usize, field: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, PolicyError> {
@@ -251,6 +269,11 @@ mod tests {
             (Some(&carol), Kind::Tool, "get_secret_key", true),
             (None, Kind::Tool, "get_weather", true),
             (None, Kind::Tool, "delete_everything", false),
+            (Some(&carol), Kind::Resource, "file:///public/../secret/keys", false),
+            (Some(&carol), Kind::Resource, "file:///public/%2E%2e/secret", false),
+            (Some(&carol), Kind::Resource, "file:///public/..\\secret", false),
+            (Some(&carol), Kind::Resource, "file:///public/./a", false),
+            (Some(&carol), Kind::Resource, "file:///public/a..b/.x", true),
         ];
         for (who, kind, name, want) in cases {
             assert_eq!(policy.allows(*who, *kind, name), *want, "{who:?} {kind:?} {name}");
@@ -272,9 +295,11 @@ mod tests {
         )
         .expect_err("bad glob");
         assert!(e.to_string().starts_with("rules[1].tools[1]: invalid pattern `[z-a`"), "{e}");
-        let e = AccessPolicy::compile(Effect::Allow, &none, &[rule(&["*"], Effect::Deny, &[], &[])]).expect_err("empty");
+        let e =
+            AccessPolicy::compile(Effect::Allow, &none, &[rule(&["*"], Effect::Deny, &[], &[])]).expect_err("empty");
         assert_eq!(e.to_string(), "rules[0]: names no tools, resources or prompts");
-        let e = AccessPolicy::compile(Effect::Allow, &none, &[rule(&[], Effect::Deny, &["a"], &[])]).expect_err("empty");
+        let e =
+            AccessPolicy::compile(Effect::Allow, &none, &[rule(&[], Effect::Deny, &["a"], &[])]).expect_err("empty");
         assert_eq!(e.to_string(), "rules[0]: principals is empty");
     }
 }

@@ -19,8 +19,8 @@ use mcp_guard_layers::{client_ip::TrustedProxies, host_origin::HostOriginPolicy,
 
 pub use audit::AuditConfig;
 pub use auth::{AuthConfig, JwtConfig, hash_api_key};
-pub use policy::PolicyConfig;
 pub use load::{Overrides, load, load_from_str};
+pub use policy::PolicyConfig;
 use raw::RawConfig;
 pub(crate) use units::{parse_duration, parse_size};
 

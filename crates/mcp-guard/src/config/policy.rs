@@ -100,7 +100,11 @@ pub(crate) fn validate(
         let limits = tool_limits(&format!("tools.\"{name}\""), raw, defaults)?;
         per_tool.insert(name, limits);
     }
-    Ok(PolicyConfig { access, catalog: CatalogConfig { action, pins: pin_file, defaults, per_tool }, pin_file: pins.file })
+    Ok(PolicyConfig {
+        access,
+        catalog: CatalogConfig { action, pins: pin_file, defaults, per_tool },
+        pin_file: pins.file,
+    })
 }
 
 fn access(policy: RawPolicy) -> Result<Option<AccessPolicy>, ConfigError> {
@@ -127,7 +131,9 @@ fn access(policy: RawPolicy) -> Result<Option<AccessPolicy>, ConfigError> {
         let effect = match rule.effect.as_str() {
             "allow" => Effect::Allow,
             "deny" => Effect::Deny,
-            other => return Err(invalid(format!("policy.rules[{i}].effect"), format!("`{other}`: use `allow` or `deny`"))),
+            other => {
+                return Err(invalid(format!("policy.rules[{i}].effect"), format!("`{other}`: use `allow` or `deny`")));
+            }
         };
         specs.push(RuleSpec {
             principals: rule.principals,
@@ -167,9 +173,11 @@ fn tool_limits(key: &str, raw: RawTool, base: ToolLimits) -> Result<ToolLimits, 
     };
     let max_argument_bytes = match raw.max_argument_size.as_deref() {
         None => base.max_argument_bytes,
-        Some(text) => Some(parse_size(text).ok().and_then(|n| usize::try_from(n).ok()).filter(|n| *n > 0).ok_or_else(
-            || invalid(format!("{key}.max_argument_size"), format!("`{text}` must be a size, e.g. `64KiB`")),
-        )?),
+        Some(text) => {
+            Some(parse_size(text).ok().and_then(|n| usize::try_from(n).ok()).filter(|n| *n > 0).ok_or_else(|| {
+                invalid(format!("{key}.max_argument_size"), format!("`{text}` must be a size, e.g. `64KiB`"))
+            })?)
+        }
     };
     Ok(ToolLimits { validation, max_argument_bytes })
 }

@@ -28,6 +28,8 @@ use crate::{
 
 /// How often limiter state is pruned and gauges refreshed.
 const JANITOR_TICK: Duration = Duration::from_secs(30);
+/// How long shutdown waits for queued audit records to be written.
+const AUDIT_FLUSH: Duration = Duration::from_secs(5);
 
 /// A gateway that is listening.
 #[derive(Debug)]
@@ -66,6 +68,9 @@ pub enum StartError {
     /// Authentication could not be set up from the configuration.
     #[error("authentication: {0}")]
     Auth(String),
+    /// The audit log could not be opened (`audit.path`).
+    #[error("audit.path: {0}")]
+    Audit(std::io::Error),
 }
 
 /// Binds `config.listen`, starts serving, and returns at once.
@@ -74,10 +79,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener = TcpListener::bind(config.listen).await.map_err(listen_error)?;
     let addr = listener.local_addr().map_err(listen_error)?;
     let auth = auth_layers(&config, addr).map_err(StartError::Auth)?;
+    let shared = pipeline::Shared::new(&config, None).map_err(StartError::Audit)?;
     Ok(match &config.upstream {
-        UpstreamConfig::Demo => launch(&config, listener, addr, auth, EmbeddedUpstream::demo()),
-        UpstreamConfig::Http(http) => launch(&config, listener, addr, auth, HttpUpstream::new(http)),
-        UpstreamConfig::Stdio(stdio) => launch(&config, listener, addr, auth, StdioUpstream::new(stdio.clone())),
+        UpstreamConfig::Demo => launch(&config, listener, addr, auth, shared, EmbeddedUpstream::demo()),
+        UpstreamConfig::Http(http) => launch(&config, listener, addr, auth, shared, HttpUpstream::new(http)),
+        UpstreamConfig::Stdio(stdio) => {
+            launch(&config, listener, addr, auth, shared, StdioUpstream::new(stdio.clone()))
+        }
     })
 }
 
@@ -105,11 +113,12 @@ fn launch<U: Upstream>(
     listener: TcpListener,
     addr: SocketAddr,
     auth: AuthSetup,
+    mut shared: pipeline::Shared,
     upstream: U,
 ) -> Running {
     let upstream = Arc::new(upstream);
     let (auth, metadata) = auth.unzip();
-    let shared = pipeline::Shared::new(config, auth);
+    shared.auth = auth;
     log_settings(config, addr, &shared, upstream.kind());
     if config.metrics {
         // Installs the recorder before the first request is counted.
@@ -133,11 +142,15 @@ fn launch<U: Upstream>(
     let stop = CancellationToken::new();
     let token = stop.clone();
     let (grace, header_timeout) = (config.shutdown_timeout, config.header_read_timeout);
+    let audit = shared.audit.clone();
     let janitor = tokio::spawn(janitor(shared, Arc::clone(&upstream)));
     let task = tokio::spawn(async move {
         listener::serve(listener, service, token, listener::Limits { grace, header_timeout }).await;
         janitor.abort();
         upstream.shutdown().await;
+        // Records of the last requests are still queued: write them out.
+        let audit = audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.flush(AUDIT_FLUSH)).await;
         tracing::info!(target: "mcp_guard", "stopped");
     });
     Running { addr, stop, task }
@@ -161,6 +174,17 @@ fn log_settings(config: &Config, addr: SocketAddr, shared: &pipeline::Shared, up
         ),
         None => tracing::warn!(target: "mcp_guard", "rate_limit_disabled"),
     }
+    let policy = &config.policy;
+    tracing::info!(
+        target: "mcp_guard",
+        access_policy = policy.access.is_some(),
+        pin_action = ?policy.catalog.action,
+        pin_file = policy.pin_file.as_ref().map(|p| p.display().to_string()),
+        pinned_tools = policy.catalog.pins.as_ref().map_or(0, |p| p.tools.len()),
+        validation = ?policy.catalog.defaults.validation,
+        per_tool_limits = policy.catalog.per_tool.len(),
+        "tool_policy_enabled"
+    );
 }
 
 /// Prunes idle rate-limit keys, runs metrics upkeep, refreshes gauges.

@@ -16,6 +16,7 @@ use mcp_guard_layers::{
     Rejection,
     future::{HookFuture, OnResponse},
     identity::{ClientIp, Principal},
+    policy::Refused,
     request_id::RequestId,
 };
 use tower::{Layer, Service};
@@ -104,6 +105,26 @@ fn record<B>(seen: &Seen, response: &Response<B>) {
                 micros = elapsed.as_micros() as u64,
                 "{event}"
             );
+        }
+        None if response.extensions().get::<Refused>().is_some_and(|r| !r.0.is_empty()) => {
+            // Refused inside the protocol (HTTP 200): one event per request.
+            for (id, refusal) in response.extensions().get::<Refused>().map_or(&[][..], |r| &r.0) {
+                let event = refusal.reason();
+                metrics::counter!("mcp_guard_security_events_total", "event" => event).increment(1);
+                tracing::warn!(
+                    target: "mcp_guard::security",
+                    event,
+                    reason = event,
+                    status,
+                    method = seen.method,
+                    client = ?client,
+                    principal,
+                    request_id,
+                    jsonrpc_id = id.as_json(),
+                    micros = elapsed.as_micros() as u64,
+                    "{event}"
+                );
+            }
         }
         None => tracing::debug!(
             target: "mcp_guard::access",

@@ -25,14 +25,22 @@
 //! 10. **MCP-Protocol-Version** — header rules; needs no body.
 //! 11. **JSON-RPC inspection** — reads and classifies the body once for
 //!     everything after it; batches only under 2025-03-26 (needs step 10).
+//!     The **audit log** wraps everything after this step: it needs the
+//!     parsed requests, and sees every later decision in the response.
 //! 12. **Negotiation** — initialize header vs body; learns the version the
 //!     session negotiated (needs steps 10 and 11).
-//! 13. **Scope step-up** per method and tool (needs principal and step 11);
-//!     *tool/resource policy (issue 5)* joins it here.
-//! 14. **Rate limit** — keyed by principal (else client IP), with per-method
-//!     and per-tool limits from the inspection; last, so requests refused for
-//!     other reasons spend no quota.
-//! 15. **Transport rules and the upstream** ([`Endpoint`]), which strips the
+//! 13. **Access policy** — a tool, resource or prompt the principal may not
+//!     use is answered as if it did not exist, and list answers are filtered
+//!     (and tool pins checked) on the way back. Before scope step-up, so a
+//!     scope challenge cannot reveal a tool the caller may not even see.
+//! 14. **Scope step-up** per method and tool (needs principal and step 11).
+//! 15. **Rate limit** — keyed by principal (else client IP), with per-method
+//!     and per-tool limits from the inspection; after every cheap refusal, so
+//!     requests refused for other reasons spend no quota.
+//! 16. **Tool calls** — pinned-definition block, argument size, and argument
+//!     validation against the tool's `inputSchema`: the most expensive check,
+//!     so only calls within their quota pay for it.
+//! 17. **Transport rules and the upstream** ([`Endpoint`]), which strips the
 //!     client's `Authorization` and cookies: tokens are never passed through.
 //!
 //! Cheap, request-independent checks come first so hostile traffic costs as
@@ -58,6 +66,7 @@ use mcp_guard_layers::{
     host_origin::HostOriginLayer,
     inspect::JsonRpcInspectionLayer,
     jsonrpc::Inspection,
+    policy::{AccessPolicyLayer, ToolCallLayer, catalog::ToolCatalog},
     protocol_version::{NegotiationLayer, ProtocolVersionLayer, Versions},
     rate_limit::RateLimitLayer,
     request_id::RequestIdLayer,
@@ -68,7 +77,7 @@ use mcp_guard_layers::{
 use tower::{Service, ServiceBuilder, util::option_layer};
 
 use super::{linger::LingerLayer, observe::ObserveLayer};
-use crate::{body::BoxBody, config::Config, upstream::Upstream};
+use crate::{audit::AuditLayer, body::BoxBody, config::Config, upstream::Upstream};
 
 /// What the MCP endpoint's layers share with the rest of the server.
 #[derive(Clone, Debug)]
@@ -77,6 +86,9 @@ pub(crate) struct Shared {
     pub(crate) owners: SessionOwners,
     pub(crate) rate_limit: Option<RateLimitLayer>,
     pub(crate) auth: Option<AuthLayers>,
+    pub(crate) catalog: ToolCatalog,
+    pub(crate) access: AccessPolicyLayer,
+    pub(crate) audit: AuditLayer,
 }
 
 /// The two authentication steps, built once the listening port is known.
@@ -87,9 +99,21 @@ pub(crate) struct AuthLayers {
 }
 
 impl Shared {
-    pub(crate) fn new(config: &Config, auth: Option<AuthLayers>) -> Self {
+    /// Fails when the audit log cannot be opened.
+    pub(crate) fn new(config: &Config, auth: Option<AuthLayers>) -> std::io::Result<Self> {
         let versions = Versions::new(&config.protocol_versions).enforce_negotiated(config.enforce_negotiated_version);
-        Shared { versions, owners: SessionOwners::default(), rate_limit: rate_limit_layer(config), auth }
+        let catalog = ToolCatalog::new(config.policy.catalog.clone());
+        let access = AccessPolicyLayer::new(config.policy.access.clone(), Some(catalog.clone()));
+        let audit = AuditLayer::new(&config.audit, Some(catalog.clone()))?;
+        Ok(Shared {
+            versions,
+            owners: SessionOwners::default(),
+            rate_limit: rate_limit_layer(config),
+            auth,
+            catalog,
+            access,
+            audit,
+        })
     }
 }
 
@@ -131,7 +155,7 @@ where
         .service(routes)
 }
 
-/// Steps 5–14: the MCP endpoint.
+/// Steps 5–17: the MCP endpoint.
 pub(crate) fn mcp_endpoint<U: Upstream>(
     config: &Config,
     port: u16,
@@ -150,9 +174,12 @@ pub(crate) fn mcp_endpoint<U: Upstream>(
         .layer(SessionBindingLayer::new(shared.owners.clone()))
         .layer(ProtocolVersionLayer::new(shared.versions.clone()))
         .layer(JsonRpcInspectionLayer::new(config.json_limits, config.max_body, config.body_read_timeout))
+        .layer(shared.audit.clone())
         .layer(NegotiationLayer::new(shared.versions.clone()))
+        .layer(shared.access.clone())
         .layer(option_layer(shared.auth.as_ref().map(|a| a.scopes.clone())))
         .layer(option_layer(shared.rate_limit.clone()))
+        .layer(ToolCallLayer::new(shared.catalog.clone()))
         .map_response(|res: Response<_>| res.map(BoxBody::new))
         .service(Endpoint { upstream })
 }
