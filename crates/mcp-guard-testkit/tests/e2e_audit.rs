@@ -43,7 +43,9 @@ results = true
     let session = init.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     init.text().await.unwrap();
     let call = |id: u32, tool: &str, args: &str| {
-        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{args}}}}}"#)
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{args}}}}}"#
+        )
     };
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
     for body in [
