@@ -149,6 +149,47 @@ fn full_stack(bencher: Bencher) {
     run(bencher, svc);
 }
 
+/// [`full_stack`] plus the access policy (step 13) and the tool-call guard
+/// (step 16) with a learned `inputSchema`, as the gateway runs by default
+/// once a policy is configured.
+#[divan::bench]
+fn full_stack_with_policy(bencher: Bencher) {
+    use mcp_guard_layers::policy::{
+        AccessPolicyLayer, ToolCallLayer,
+        catalog::{CatalogConfig, ToolCatalog},
+        rules::{AccessPolicy, Effect, RuleSpec},
+    };
+    let rule = RuleSpec {
+        principals: vec!["*".into()],
+        effect: Effect::Allow,
+        tools: vec!["get_*".into(), "search".into()],
+        resources: vec!["file:///public/*".into()],
+        prompts: vec![],
+    };
+    let access = AccessPolicy::compile(Effect::Deny, &std::collections::HashMap::new(), &[rule]).unwrap();
+    let catalog = ToolCatalog::new(CatalogConfig::default());
+    let tool = serde_json::json!({"name": "get_weather", "description": "Weather", "inputSchema": {"type": "object",
+        "properties": {"city": {"type": "string"}, "units": {"type": "string", "enum": ["metric", "imperial"]}}, "required": ["city"]}});
+    catalog.observe(&[tool.as_object().unwrap().clone()]);
+    let versions = versions();
+    let svc = ServiceBuilder::new()
+        .layer(RequestIdLayer::default())
+        .layer(ClientIpLayer::new(TrustedProxies::default()))
+        .layer(SecurityHeadersLayer::new())
+        .layer(HostOriginLayer::new(policy()))
+        .layer(mcp_guard_layers::cors::layer(&policy()))
+        .layer(BodyLimitLayer::new(4 << 20))
+        .map_request(|req: Request<Limited<Full<Bytes>>>| req.map(|b| Full::new(body_bytes(b))))
+        .layer(ProtocolVersionLayer::new(versions.clone()))
+        .layer(JsonRpcInspectionLayer::new(Limits::default(), 4 << 20, Duration::from_secs(30)))
+        .layer(NegotiationLayer::new(versions))
+        .layer(AccessPolicyLayer::new(Some(access), Some(catalog.clone())))
+        .layer(unlimited())
+        .layer(ToolCallLayer::new(catalog))
+        .service(service_fn(answer));
+    run(bencher, svc);
+}
+
 /// The body-limit wrapper holds a `Full`; unwrap it without an await in the bench.
 fn body_bytes(limited: Limited<Full<Bytes>>) -> Bytes {
     use http_body::Body;

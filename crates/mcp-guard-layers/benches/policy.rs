@@ -183,3 +183,18 @@ fn validation_only(bencher: Bencher) {
     let args: Value = json!({"city":"Lisbon","units":"metric"});
     bencher.bench_local(|| schema.violations(divan::black_box(&args)));
 }
+
+#[divan::bench]
+fn list_parse_only(bencher: Bencher) {
+    let answer = tools_answer();
+    bencher.bench_local(|| serde_json::from_slice::<Value>(divan::black_box(&answer)).unwrap());
+}
+
+#[divan::bench]
+fn list_pin_check_only(bencher: Bencher) {
+    let catalog = catalog();
+    let answer: Value = serde_json::from_slice(&tools_answer()).unwrap();
+    let tools: Vec<_> =
+        answer["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t.as_object().cloned()).collect();
+    bencher.bench_local(|| catalog.observe(divan::black_box(&tools)));
+}

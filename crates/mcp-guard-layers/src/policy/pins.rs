@@ -11,7 +11,7 @@
 //! from, so a reviewer reads the descriptions a model will read, and a diff
 //! shows exactly what changed.
 
-use std::{collections::BTreeMap, fmt, fmt::Write as _};
+use std::{collections::BTreeMap, fmt};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -28,23 +28,23 @@ impl DefinitionHash {
     /// The hash of `tool` (a `Tool` object from a `tools/list` result); only
     /// [`DEFINITION_FIELDS`] count.
     pub fn of(tool: &Map<String, Value>) -> DefinitionHash {
-        let mut text = String::with_capacity(256);
-        text.push('{');
+        let mut text = Vec::with_capacity(512);
+        text.push(b'{');
         let mut first = true;
         // DEFINITION_FIELDS sorted: annotations, description, inputSchema, name.
         for key in ["annotations", "description", "inputSchema", "name"] {
             if let Some(value) = tool.get(key) {
                 if !first {
-                    text.push(',');
+                    text.push(b',');
                 }
                 first = false;
-                write_canonical(&Value::String(key.to_owned()), &mut text);
-                text.push(':');
+                write_str(key, &mut text);
+                text.push(b':');
                 write_canonical(value, &mut text);
             }
         }
-        text.push('}');
-        DefinitionHash(Sha256::digest(text.as_bytes()).into())
+        text.push(b'}');
+        DefinitionHash(Sha256::digest(&text).into())
     }
 
     /// Parses `sha256:<64 hex digits>` (the prefix is optional).
@@ -94,42 +94,44 @@ impl<'de> Deserialize<'de> for DefinitionHash {
     }
 }
 
-/// Canonical JSON: keys sorted by their UTF-16-independent byte order, no
-/// whitespace, serde_json's string escaping and number text. Independent of
-/// whether serde_json's `preserve_order` feature is on somewhere in the build.
-fn write_canonical(value: &Value, out: &mut String) {
+/// Canonical JSON: keys sorted by their bytes, no whitespace, serde_json's
+/// string escaping and number text. Independent of whether serde_json's
+/// `preserve_order` feature is on somewhere in the build.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_canonical(&Value::String(key.clone()), out);
-                out.push(':');
-                if let Some(v) = map.get(key) {
-                    write_canonical(v, out);
-                }
+                write_str(key, out);
+                out.push(b':');
+                write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
+        // Writing a string or a scalar to a Vec cannot fail.
         scalar => {
-            // Display of a scalar Value is its compact JSON text.
-            let _ = write!(out, "{scalar}");
+            let _ = serde_json::to_writer(&mut *out, scalar);
         }
     }
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// The pin file: approved tool definitions by name.
