@@ -127,6 +127,8 @@ rejections! {
     RequestTooLarge => (PAYLOAD_TOO_LARGE, code::SERVER_ERROR, "request_too_large", "Payload Too Large"),
     /// The caller exceeded its rate limit.
     RateLimited => (TOO_MANY_REQUESTS, code::SERVER_ERROR, "rate_limited", "Too Many Requests"),
+    /// The shared rate-limit backend is unreachable and configured to fail closed.
+    RateLimitUnavailable => (SERVICE_UNAVAILABLE, code::SERVER_ERROR, "rate_limit_unavailable", "Service Unavailable: the rate limit cannot be checked right now"),
     /// The concurrent session cap is reached.
     TooManySessions => (SERVICE_UNAVAILABLE, code::SERVER_ERROR, "too_many_sessions", "Service Unavailable: too many concurrent sessions"),
     /// The gateway is shutting down and takes no new sessions or streams.
@@ -266,7 +268,10 @@ impl Rejection {
             Rejection::MethodNotAllowed | Rejection::StreamNotSupported => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
             }
-            Rejection::TooManySessions | Rejection::ShuttingDown | Rejection::AuthUnavailable => {
+            Rejection::TooManySessions
+            | Rejection::ShuttingDown
+            | Rejection::AuthUnavailable
+            | Rejection::RateLimitUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
@@ -323,6 +328,9 @@ mod tests {
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()[header::RETRY_AFTER], "5");
         assert_eq!(res.extensions().get::<Rejection>(), Some(&Rejection::TooManySessions));
+        let res: Response<Bytes> = Rejection::RateLimitUnavailable.into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "5");
         let res: Response<Bytes> = Rejection::MethodNotAllowed.into_response();
         assert_eq!(res.headers()[header::ALLOW], "GET, POST, DELETE");
     }

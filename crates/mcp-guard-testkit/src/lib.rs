@@ -12,6 +12,7 @@
 //! `admin_prompt`).
 
 mod catalog;
+pub mod redis;
 mod state;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};

@@ -56,6 +56,13 @@ struct RunArgs {
     /// Largest request body, e.g. `1MiB` [default: 4MiB].
     #[arg(long, value_name = "SIZE")]
     max_body: Option<String>,
+    /// PEM certificate chain: serve HTTPS (TLS 1.2/1.3, HTTP/2 and HTTP/1.1
+    /// by ALPN). Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Streamable HTTP MCP server to guard.
     #[arg(long, value_name = "URL", conflicts_with = "stdio_command")]
     upstream: Option<String>,
@@ -338,6 +345,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         command: (!args.stdio_command.is_empty()).then_some(args.stdio_command),
         max_body: args.max_body,
         allow_unauthenticated_network_access: args.allow_unauthenticated_network_access,
+        tls_cert: args.tls_cert.map(|p| p.display().to_string()),
+        tls_key: args.tls_key.map(|p| p.display().to_string()),
     };
     let config = load(args.config.as_deref(), &overrides)?;
     telemetry::init(&config.log);
@@ -346,7 +355,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         // Handlers first: a signal that arrives once we listen must find them.
         let signals = shutdown_signal()?;
         let running = server::start(config.clone()).await?;
-        tracing::info!(target: "mcp_guard", endpoint = %format!("http://{}{}", running.local_addr(), config.path), version = env!("CARGO_PKG_VERSION"), "listening");
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        tracing::info!(target: "mcp_guard", endpoint = %format!("{scheme}://{}{}", running.local_addr(), config.path), version = env!("CARGO_PKG_VERSION"), "listening");
         signals.await;
         running.shutdown().await;
         Ok(())

@@ -48,10 +48,14 @@ fn every_shipped_example_config_is_valid() {
             .args(["check-config", file.to_str().expect("utf-8 path")])
             .env_clear()
             .env("UPSTREAM_AUTHORIZATION", "Bearer upstream-secret")
+            .env("SESSION_SEALING_KEY", "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=")
+            .env("REDIS_URL", "rediss://:secret@127.0.0.1:6380")
+            .env("SESSION_SEALING_KEY_OLD", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
             .output()
             .expect("binary runs");
         assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(":secret@"), "no Redis password in the summary");
     }
 }
 

@@ -49,8 +49,9 @@ const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 impl HostOriginPolicy {
     /// Loopback only: `Host` must be `localhost`, `127.0.0.1` or `[::1]` with
-    /// `port`, and an `Origin`, when sent, must be one of those same
-    /// `http://` origins (a page served by this very endpoint).
+    /// `port`, and an `Origin`, when sent, must be one of those same names
+    /// and port over `http://` or `https://` (a page served by this very
+    /// endpoint).
     pub fn loopback(port: u16) -> Self {
         HostOriginPolicy::default().with_loopback(port)
     }
@@ -62,9 +63,12 @@ impl HostOriginPolicy {
             if !self.hosts.contains(&host) {
                 self.hosts.push(host);
             }
-            let origin = Origin { scheme: "http".into(), host: name.to_owned(), port };
-            if !self.origins.contains(&origin) {
-                self.origins.push(origin);
+            // The gateway's own pages over either scheme: it may serve TLS.
+            for scheme in ["http", "https"] {
+                let origin = Origin { scheme: scheme.into(), host: name.to_owned(), port };
+                if !self.origins.contains(&origin) {
+                    self.origins.push(origin);
+                }
             }
         }
         self

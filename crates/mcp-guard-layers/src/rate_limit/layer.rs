@@ -141,6 +141,13 @@ impl RateLimitLayer {
         self.limits.check(extensions)
     }
 
+    /// What [`check`](Self::check) would test and spend for a request,
+    /// without looking at or allocating a bucket: for a limiter that keeps
+    /// the buckets elsewhere (a shared backend) but applies these rules.
+    pub fn charges(&self, extensions: &http::Extensions) -> super::Charges {
+        self.limits.charges(extensions)
+    }
+
     /// Forgets callers whose buckets are full again (indistinguishable from a
     /// caller never seen) and releases the memory they held, in every limit.
     ///
@@ -176,7 +183,7 @@ impl<S> Layer<S> for RateLimitLayer {
 /// Every limit, most specific first.
 #[derive(Debug)]
 pub(super) struct Limits {
-    rules: Box<[Rule]>,
+    pub(super) rules: Box<[Rule]>,
 }
 
 impl Limits {
@@ -207,10 +214,10 @@ type Limiter = RateLimiter<Probe, PeekableStore, DefaultClock, NoOpMiddleware<<D
 
 /// One limit with its buckets.
 #[derive(Debug)]
-struct Rule {
-    scope: LimitScope,
-    per_minute: NonZeroU32,
-    burst: NonZeroU32,
+pub(super) struct Rule {
+    pub(super) scope: LimitScope,
+    pub(super) per_minute: NonZeroU32,
+    pub(super) burst: NonZeroU32,
     limiter: Limiter,
 }
 
@@ -225,7 +232,7 @@ impl Rule {
     }
 
     /// How many units `messages` cost under this limit (0: does not apply).
-    fn cost(&self, messages: &[MessageInfo]) -> u32 {
+    pub(super) fn cost(&self, messages: &[MessageInfo]) -> u32 {
         let count = match &self.scope {
             LimitScope::Caller => messages.len().max(1),
             LimitScope::Method(method) => messages.iter().filter(|m| m.method.as_deref() == Some(&**method)).count(),

@@ -110,11 +110,23 @@
 //! allow the full quota, and a restart refills every bucket; a shared
 //! backend is needed for a global limit.
 //!
+//! # Shared backends
+//!
+//! A limiter that keeps buckets elsewhere (the gateway keeps them in Redis)
+//! asks [`RateLimitLayer::charges`] what a request costs — the caller and,
+//! per applicable limit, its quota, GCRA constants ([`Charge::interval`],
+//! [`Charge::tolerance`]) and cost — so it enforces exactly these rules, and
+//! answers a refusal with [`RateLimitExceeded::into_response`], the same 429.
+//! [`RateLimitConfig::per_replica`] divides every quota among replicas for
+//! when each must enforce its share alone.
+//!
 //! [`CallerKey`]: crate::identity::CallerKey
 //! [`Inspection`]: crate::jsonrpc::Inspection
 
+mod charge;
 mod layer;
 mod service;
 
+pub use charge::{Charge, Charges};
 pub use layer::{RateLimitConfig, RateLimitLayer, RateQuota};
 pub use service::{LimitScope, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET, RateLimit, RateLimitExceeded};

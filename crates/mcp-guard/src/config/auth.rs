@@ -114,7 +114,7 @@ fn scope_lists(key: &str, map: BTreeMap<String, Vec<String>>) -> Result<Vec<(Str
     Ok(map.into_iter().collect())
 }
 
-fn secret_from(
+pub(crate) fn secret_from(
     key: &str,
     source: &RawSecretSource,
     env: &dyn Fn(&str) -> Option<String>,

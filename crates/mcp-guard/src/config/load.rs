@@ -30,6 +30,10 @@ pub struct Overrides {
     pub max_body: Option<String>,
     /// `--allow-unauthenticated-network-access`.
     pub allow_unauthenticated_network_access: bool,
+    /// `--tls-cert FILE`.
+    pub tls_cert: Option<String>,
+    /// `--tls-key FILE`.
+    pub tls_key: Option<String>,
 }
 
 /// `CORS_ORIGINS`: origins added to `server.allowed_origins`, as a JSON list
@@ -37,6 +41,9 @@ pub struct Overrides {
 const CORS_ORIGINS: &str = "CORS_ORIGINS";
 /// `RATE_LIMIT_PER_MINUTE`: sets `rate_limit.per_minute`.
 const RATE_LIMIT_PER_MINUTE: &str = "RATE_LIMIT_PER_MINUTE";
+/// `ENVIRONMENT`: `production` sets `server.mode`; other values are ignored
+/// (the variable is common in deployments and means other things elsewhere).
+const ENVIRONMENT: &str = "ENVIRONMENT";
 
 /// Loads `path` (if any), applies `env` and `overrides`, validates.
 pub fn load<I>(path: Option<&Path>, env: I, overrides: &Overrides) -> Result<Config, ConfigError>
@@ -70,8 +77,10 @@ where
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut cors_origins = None;
     let mut rate_per_minute = None;
+    let mut production = false;
     for (k, v) in all.iter().map(|(k, v)| (k.clone(), v.clone())) {
         match k.as_str() {
+            ENVIRONMENT => production = v.trim().eq_ignore_ascii_case("production"),
             CORS_ORIGINS => cors_origins = Some(v),
             RATE_LIMIT_PER_MINUTE => rate_per_minute = Some(v),
             _ if k.starts_with(ENV_PREFIX) => vars.push((k, v)),
@@ -111,6 +120,10 @@ where
         set(&mut table, &["rate_limit".into(), "per_minute".into()], Value::Integer(i64::from(n)));
     }
 
+    if production {
+        set(&mut table, &["server".into(), "mode".into()], Value::String("production".into()));
+    }
+
     // The CLI picks the upstream outright: a flag for one kind drops the other.
     if let Some(url) = &overrides.upstream_url {
         remove(&mut table, &["upstream", "command"]);
@@ -126,6 +139,11 @@ where
     }
     if overrides.allow_unauthenticated_network_access {
         set(&mut table, &["server".into(), "allow_unauthenticated_network_access".into()], Value::Boolean(true));
+    }
+    for (key, value) in [("cert", &overrides.tls_cert), ("key", &overrides.tls_key)] {
+        if let Some(path) = value {
+            set(&mut table, &["tls".into(), key.into()], Value::String(path.clone()));
+        }
     }
     if let Some(listen) = &overrides.listen {
         set(&mut table, &["server".into(), "listen".into()], Value::String(listen.clone()));

@@ -5,6 +5,7 @@
 
 mod audit;
 mod auth;
+mod deploy;
 mod load;
 mod policy;
 mod raw;
@@ -19,6 +20,7 @@ use mcp_guard_layers::{client_ip::TrustedProxies, host_origin::HostOriginPolicy,
 
 pub use audit::AuditConfig;
 pub use auth::{AuthConfig, JwtConfig, hash_api_key};
+pub use deploy::{BackendFailure, RateLimitBackend, RedisConfig, SealingKey, SessionSealing, TlsConfig};
 pub use load::{Overrides, load, load_from_str};
 pub use policy::PolicyConfig;
 use raw::RawConfig;
@@ -115,6 +117,18 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// `server.mode = "production"` (or `ENVIRONMENT=production`): startup
+    /// refuses anything but authenticated, TLS-or-trusted-proxy, exact-origin,
+    /// sealed-session deployments. Default development.
+    pub production: bool,
+    /// HTTPS on the listener (`--tls-cert`, `--tls-key`). Default off: plain
+    /// HTTP, fine on loopback or behind a TLS-terminating proxy.
+    pub tls: Option<TlsConfig>,
+    /// Redis shared by the replicas (rate limits, ended sessions). Default none.
+    pub redis: Option<RedisConfig>,
+    /// Sealed session tokens. Default none: session ids are the upstream's
+    /// (HTTP) or the gateway's own (stdio), bound to their principal in memory.
+    pub sessions: Option<SessionSealing>,
 }
 
 /// A rate: requests per minute, with a burst.
@@ -135,6 +149,8 @@ pub struct RateLimitSettings {
     pub per_method: Vec<(String, Quota)>,
     /// Additionally per caller and tool (`tools/call`).
     pub per_tool: Vec<(String, Quota)>,
+    /// Where the counters live. Default in memory (per replica).
+    pub backend: RateLimitBackend,
 }
 
 /// Which MCP server the gateway fronts.
@@ -348,6 +364,13 @@ impl Config {
                 list
             }
         };
+        let redis = deploy::redis(raw.redis, env)?;
+        let backend = deploy::backend(
+            raw.rate_limit.backend.as_deref(),
+            raw.rate_limit.on_backend_failure.as_deref(),
+            raw.rate_limit.replicas,
+            redis.as_ref(),
+        )?;
         let rate_limit = match raw.rate_limit.enabled {
             Some(false) => None,
             _ => {
@@ -366,7 +389,7 @@ impl Config {
                         quota(&format!("rate_limit.per_tool.\"{tool}\""), q.per_minute, q.burst)?,
                     ));
                 }
-                Some(RateLimitSettings { caller, per_method, per_tool })
+                Some(RateLimitSettings { caller, per_method, per_tool, backend })
             }
         };
 
@@ -408,7 +431,17 @@ impl Config {
             return Err(invalid("log.level", format!("`{level}`: {e} (e.g. `info` or `mcp_guard=debug,info`)")));
         }
 
-        Ok(Config {
+        let production = match raw.server.mode.as_deref() {
+            None | Some("development") => false,
+            Some("production") => true,
+            Some(other) => {
+                return Err(invalid("server.mode", format!("`{other}`: use `development` or `production`")));
+            }
+        };
+        let tls = deploy::tls(raw.tls)?;
+        let sessions = deploy::sessions(raw.sessions, env)?;
+
+        let config = Config {
             listen,
             path,
             shutdown_timeout: duration(
@@ -439,7 +472,15 @@ impl Config {
             log: LogConfig { json, level },
             policy,
             audit,
-        })
+            production,
+            tls,
+            redis,
+            sessions,
+        };
+        if config.production {
+            deploy::check_production(&config)?;
+        }
+        Ok(config)
     }
 }
 
@@ -498,3 +539,6 @@ fn parse_upstream_url(url: &str) -> Result<Uri, ConfigError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod deploy_tests;

@@ -22,6 +22,9 @@ pub(crate) struct RawConfig {
     pub(crate) pins: super::policy::RawPins,
     pub(crate) tools: BTreeMap<String, super::policy::RawTool>,
     pub(crate) audit: super::audit::RawAudit,
+    pub(crate) tls: super::deploy::RawTls,
+    pub(crate) redis: super::deploy::RawRedis,
+    pub(crate) sessions: super::deploy::RawSessions,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +50,9 @@ pub(crate) struct RawRateLimit {
     pub(crate) burst: Option<u32>,
     pub(crate) per_method: BTreeMap<String, RawQuota>,
     pub(crate) per_tool: BTreeMap<String, RawQuota>,
+    pub(crate) backend: Option<String>,
+    pub(crate) on_backend_failure: Option<String>,
+    pub(crate) replicas: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +80,7 @@ pub(crate) struct RawServer {
     pub(crate) header_read_timeout: Option<String>,
     pub(crate) body_read_timeout: Option<String>,
     pub(crate) allow_unauthenticated_network_access: bool,
+    pub(crate) mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,19 +1,27 @@
-//! The accept loop: HTTP/1.1 and HTTP/2 on one port, bounds on header size,
-//! count and arrival time (slowloris), backoff on accept errors (running out
-//! of file descriptors must not become a busy loop), and graceful shutdown
-//! that waits for in-flight requests up to a bound.
+//! The accept loop: HTTP/1.1 and HTTP/2 on one port, over TLS when
+//! configured, bounds on header size, count and arrival time (slowloris),
+//! backoff on accept errors (running out of file descriptors must not become
+//! a busy loop), and graceful shutdown that waits for in-flight requests up
+//! to a bound.
 
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::{
+        conn::auto,
+        graceful::{GracefulShutdown, Watcher},
+    },
     service::TowerToHyperService,
 };
 use mcp_guard_layers::identity::PeerAddr;
-use tokio::net::TcpListener;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
@@ -33,12 +41,18 @@ pub(super) struct Limits {
     pub(super) grace: Duration,
     /// Slowloris bound: time to send request headers. hyper starts this
     /// clock whenever an HTTP/1.1 connection waits for a request, so it is
-    /// also the idle keep-alive timeout.
+    /// also the idle keep-alive timeout. It bounds the TLS handshake too.
     pub(super) header_timeout: Duration,
 }
 
-pub(super) async fn serve<S>(listener: TcpListener, service: S, stop: CancellationToken, limits: Limits)
-where
+/// Serves until `stop`; with `tls`, each connection is a TLS one.
+pub(super) async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    stop: CancellationToken,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+) where
     S: Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
@@ -55,6 +69,7 @@ where
         .max_header_list_size(MAX_HEAD_BYTES as u32)
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_timeout(Duration::from_secs(10));
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -75,18 +90,25 @@ where
         };
         // Latency over throughput for small JSON-RPC frames.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(service.clone().map_request(move |req: Request<Incoming>| {
-            let mut req = req.map(BoxBody::new);
-            req.extensions_mut().insert(PeerAddr(peer));
-            req
-        }));
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(target: "mcp_guard", client = %peer, error = %e, "connection_error");
+        // Taken now, before the next accept: a shutdown that starts while
+        // this connection is in its handshake still reaches it.
+        let watcher = graceful.watcher();
+        let (builder, service) = (Arc::clone(&builder), service.clone());
+        match &tls {
+            None => {
+                tokio::spawn(async move { serve_connection(&builder, stream, service, peer, watcher).await });
             }
-        });
+            Some(acceptor) => {
+                let (acceptor, stop) = (acceptor.clone(), stop.clone());
+                // The handshake runs in the connection's task, so a slow or
+                // silent client never holds up the accept loop.
+                tokio::spawn(async move {
+                    if let Some(stream) = handshake(&acceptor, stream, peer, limits.header_timeout, &stop).await {
+                        serve_connection(&builder, stream, service, peer, watcher).await;
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     tracing::info!(
@@ -98,4 +120,57 @@ where
     if tokio::time::timeout(limits.grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(target: "mcp_guard", "shutdown_grace_expired");
     }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (by the connection preface; over TLS, ALPN has
+/// already agreed which) until the client leaves or shutdown completes.
+async fn serve_connection<S, I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    peer: SocketAddr,
+    watcher: Watcher,
+) where
+    S: Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(service.map_request(move |req: Request<Incoming>| {
+        let mut req = req.map(BoxBody::new);
+        req.extensions_mut().insert(PeerAddr(peer));
+        req
+    }));
+    if let Err(e) = watcher.watch(builder.serve_connection(TokioIo::new(io), service)).await {
+        tracing::debug!(target: "mcp_guard", client = %peer, error = %e, "connection_error");
+    }
+}
+
+/// The TLS handshake, bounded by the header timeout (a client that opens a
+/// connection and sends nothing is the slowloris of TLS) and by shutdown.
+/// Failures are routine on an open port (scanners, old clients): debug
+/// logs, plus a counter so a broken certificate or client fleet shows up.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+    stop: &CancellationToken,
+) -> Option<TlsStream<TcpStream>> {
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(timeout, acceptor.accept(stream)) => outcome,
+        () = stop.cancelled() => return None,
+    };
+    let reason = match outcome {
+        Ok(Ok(stream)) => return Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(target: "mcp_guard", client = %peer, error = %e, "tls_handshake_failed");
+            "error"
+        }
+        Err(_) => {
+            tracing::debug!(target: "mcp_guard", client = %peer, timeout_ms = timeout.as_millis() as u64, "tls_handshake_timeout");
+            "timeout"
+        }
+    };
+    metrics::counter!("mcp_guard_tls_handshake_failures_total", "reason" => reason).increment(1);
+    None
 }

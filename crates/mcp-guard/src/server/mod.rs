@@ -4,6 +4,7 @@ mod linger;
 mod listener;
 mod observe;
 mod pipeline;
+mod tls;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -18,10 +19,13 @@ use mcp_guard_layers::{
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
+pub use self::tls::TlsError;
+
 use crate::{
     auth::{Authenticator, ResourceMetadata},
     body::BoxBody,
-    config::{Config, UpstreamConfig},
+    config::{BackendFailure, Config, UpstreamConfig},
+    redis::GlobalRateLimitLayer,
     telemetry,
     upstream::{Upstream, embedded::EmbeddedUpstream, http::HttpUpstream, stdio::StdioUpstream},
 };
@@ -37,12 +41,20 @@ pub struct Running {
     addr: SocketAddr,
     stop: CancellationToken,
     task: JoinHandle<()>,
+    tls: Option<Arc<tls::Certificates>>,
 }
 
 impl Running {
     /// The address it listens on (the real port when `:0` was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Re-reads `tls.cert` and `tls.key` (as SIGHUP does): new connections
+    /// get the new certificate, open ones keep theirs. On failure the
+    /// current certificate stays. Does nothing without TLS.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        self.tls.as_ref().map_or(Ok(()), |certificates| certificates.reload())
     }
 
     /// Stops accepting, lets in-flight requests finish within the
@@ -71,15 +83,35 @@ pub enum StartError {
     /// The audit log could not be opened (`audit.path`).
     #[error("audit.path: {0}")]
     Audit(std::io::Error),
+    /// Session sealing could not be set up (`[sessions]`).
+    #[error("sessions: {0}")]
+    Sessions(#[from] crate::session_seal::SealError),
+    /// The TLS certificate or key could not be loaded (`tls.cert`, `tls.key`).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The Redis rate-limit backend could not be set up (`[redis]`).
+    #[error("rate_limit.backend: {0}")]
+    RateLimitBackend(#[from] crate::redis::RedisSetupError),
 }
 
 /// Binds `config.listen`, starts serving, and returns at once.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    // Before binding: a bad certificate must not leave a port open that
+    // only ever fails handshakes.
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let listen_error = |source| StartError::Listen { addr: config.listen, source };
     let listener = TcpListener::bind(config.listen).await.map_err(listen_error)?;
     let addr = listener.local_addr().map_err(listen_error)?;
     let auth = auth_layers(&config, addr).map_err(StartError::Auth)?;
-    let shared = pipeline::Shared::new(&config, None).map_err(StartError::Audit)?;
+    let mut shared = pipeline::Shared::new(&config, None).map_err(StartError::Audit)?;
+    if let Some(global) = GlobalRateLimitLayer::from_config(&config)? {
+        // Buckets in Redis replace the in-memory ones at step 15.
+        shared.rate_limit = None;
+        shared.global_rate_limit = Some(global);
+    }
+    let ended = crate::redis::ended_sessions(&config)?;
+    shared.sealed = crate::session_seal::layer_for(&config, ended)?;
+    let listener = (listener, tls);
     Ok(match &config.upstream {
         UpstreamConfig::Demo => launch(&config, listener, addr, auth, shared, EmbeddedUpstream::demo()),
         UpstreamConfig::Http(http) => launch(&config, listener, addr, auth, shared, HttpUpstream::new(http)),
@@ -94,7 +126,9 @@ type AuthSetup = Option<(pipeline::AuthLayers, ResourceMetadata)>;
 /// The authentication layers and the RFC 9728 document, for the bound address.
 fn auth_layers(config: &Config, addr: SocketAddr) -> Result<AuthSetup, String> {
     let Some(auth) = &config.auth else { return Ok(None) };
-    let resource = auth.resource.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}{}", addr.port(), config.path));
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let resource =
+        auth.resource.clone().unwrap_or_else(|| format!("{scheme}://127.0.0.1:{}{}", addr.port(), config.path));
     let metadata = ResourceMetadata::new(&resource, &auth.authorization_servers, &auth.scopes_supported)?;
     let jwt = auth.jwt.as_ref().map(|jwt| crate::auth::jwt_verifier(jwt, &resource)).transpose()?;
     let authenticator = Authenticator::new(auth.api_keys.clone(), jwt);
@@ -110,7 +144,7 @@ fn auth_layers(config: &Config, addr: SocketAddr) -> Result<AuthSetup, String> {
 
 fn launch<U: Upstream>(
     config: &Config,
-    listener: TcpListener,
+    (listener, tls): (TcpListener, Option<(tokio_rustls::TlsAcceptor, Arc<tls::Certificates>)>),
     addr: SocketAddr,
     auth: AuthSetup,
     mut shared: pipeline::Shared,
@@ -127,7 +161,7 @@ fn launch<U: Upstream>(
     let mut routes = Router::new()
         .route_service(&config.path, pipeline::mcp_endpoint(config, addr.port(), &shared, Arc::clone(&upstream)))
         .route("/health", get(health))
-        .route("/ready", get(ready::<U>));
+        .route("/ready", get(ready::<U>).with_state((Arc::clone(&upstream), shared.global_rate_limit.clone())));
     if config.metrics {
         routes = routes.route("/metrics", get(metrics));
     }
@@ -138,14 +172,20 @@ fn launch<U: Upstream>(
         }
     }
     let routes = routes.fallback(not_found).with_state(Arc::clone(&upstream));
-    let service = pipeline::around_routes(config, false, routes);
+    // HSTS only over TLS: over plain HTTP the header is ignored (RFC 6797
+    // §8.1) and would be a false promise.
+    let service = pipeline::around_routes(config, tls.is_some(), routes);
     let stop = CancellationToken::new();
     let token = stop.clone();
     let (grace, header_timeout) = (config.shutdown_timeout, config.header_read_timeout);
     let audit = shared.audit.clone();
     let janitor = tokio::spawn(janitor(shared, Arc::clone(&upstream)));
+    let (acceptor, certificates) = tls.unzip();
+    if let Some(certificates) = &certificates {
+        tls::reload_on_sighup(Arc::clone(certificates), stop.clone());
+    }
     let task = tokio::spawn(async move {
-        listener::serve(listener, service, token, listener::Limits { grace, header_timeout }).await;
+        listener::serve(listener, service, token, listener::Limits { grace, header_timeout }, acceptor).await;
         janitor.abort();
         upstream.shutdown().await;
         // Records of the last requests are still queued: write them out.
@@ -153,7 +193,7 @@ fn launch<U: Upstream>(
         let _ = tokio::task::spawn_blocking(move || audit.flush(AUDIT_FLUSH)).await;
         tracing::info!(target: "mcp_guard", "stopped");
     });
-    Running { addr, stop, task }
+    Running { addr, stop, task, tls: certificates }
 }
 
 fn log_settings(config: &Config, addr: SocketAddr, shared: &pipeline::Shared, upstream: &str) {
@@ -170,6 +210,7 @@ fn log_settings(config: &Config, addr: SocketAddr, shared: &pipeline::Shared, up
             burst = rl.caller.burst.get(),
             per_method = rl.per_method.len(),
             per_tool = rl.per_tool.len(),
+            backend = ?rl.backend,
             "rate_limit_enabled"
         ),
         None => tracing::warn!(target: "mcp_guard", "rate_limit_disabled"),
@@ -208,10 +249,18 @@ async fn health() -> &'static str {
     "ok"
 }
 
-async fn ready<U: Upstream>(State(upstream): State<Arc<U>>) -> (StatusCode, String) {
-    match upstream.ready().await {
-        Ok(()) => (StatusCode::OK, "ready".into()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+type ReadyState<U> = (Arc<U>, Option<GlobalRateLimitLayer>);
+
+async fn ready<U: Upstream>(State((upstream, limiter)): State<ReadyState<U>>) -> (StatusCode, String) {
+    if let Err(why) = upstream.ready().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, why);
+    }
+    match limiter.as_ref().and_then(|l| Some((l.degraded()?, l.on_failure()))) {
+        None => (StatusCode::OK, "ready".into()),
+        // Still serving, under per-replica limits: stay in rotation, say so.
+        Some((why, BackendFailure::Local)) => (StatusCode::OK, format!("ready (degraded: {why})")),
+        // Refusing every MCP request until Redis answers.
+        Some((why, BackendFailure::Closed)) => (StatusCode::SERVICE_UNAVAILABLE, why.into()),
     }
 }
 

@@ -22,6 +22,9 @@
 //! 9. **Session binding** — a session id opens only its creator's session
 //!    (404 otherwise). Right after authentication, before anything whose
 //!    answer differs between known and unknown sessions, so ids can't be probed.
+//!    With `[sessions]`, sealed tokens (`session_seal`) instead of the
+//!    in-memory table: every later step sees the upstream's own session id,
+//!    and negotiation learns from the answer before it is sealed.
 //! 10. **MCP-Protocol-Version** — header rules; needs no body.
 //! 11. **JSON-RPC inspection** — reads and classifies the body once for
 //!     everything after it; batches only under 2025-03-26 (needs step 10).
@@ -77,14 +80,21 @@ use mcp_guard_layers::{
 use tower::{Service, ServiceBuilder, util::option_layer};
 
 use super::{linger::LingerLayer, observe::ObserveLayer};
-use crate::{audit::AuditLayer, body::BoxBody, config::Config, upstream::Upstream};
+use crate::{
+    audit::AuditLayer, body::BoxBody, config::Config, redis::GlobalRateLimitLayer, session_seal::SealedSessionLayer,
+    upstream::Upstream,
+};
 
 /// What the MCP endpoint's layers share with the rest of the server.
 #[derive(Clone, Debug)]
 pub(crate) struct Shared {
     pub(crate) versions: Versions,
     pub(crate) owners: SessionOwners,
+    /// Sealed session tokens (`[sessions]`), in place of `owners`.
+    pub(crate) sealed: Option<SealedSessionLayer>,
     pub(crate) rate_limit: Option<RateLimitLayer>,
+    /// Step 15 when `rate_limit.backend = "redis"`, instead of `rate_limit`.
+    pub(crate) global_rate_limit: Option<GlobalRateLimitLayer>,
     pub(crate) auth: Option<AuthLayers>,
     pub(crate) catalog: ToolCatalog,
     pub(crate) access: AccessPolicyLayer,
@@ -99,7 +109,8 @@ pub(crate) struct AuthLayers {
 }
 
 impl Shared {
-    /// Fails when the audit log cannot be opened.
+    /// Fails when the audit log cannot be opened. The Redis rate limiter,
+    /// if configured, is set by the caller (it needs a runtime).
     pub(crate) fn new(config: &Config, auth: Option<AuthLayers>) -> std::io::Result<Self> {
         let versions = Versions::new(&config.protocol_versions).enforce_negotiated(config.enforce_negotiated_version);
         let catalog = ToolCatalog::new(config.policy.catalog.clone());
@@ -108,7 +119,9 @@ impl Shared {
         Ok(Shared {
             versions,
             owners: SessionOwners::default(),
+            sealed: None,
             rate_limit: rate_limit_layer(config),
+            global_rate_limit: None,
             auth,
             catalog,
             access,
@@ -118,17 +131,8 @@ impl Shared {
 }
 
 fn rate_limit_layer(config: &Config) -> Option<RateLimitLayer> {
-    use mcp_guard_layers::rate_limit::{RateLimitConfig, RateQuota};
     let settings = config.rate_limit.as_ref()?;
-    let quota = |q: &crate::config::Quota| RateQuota::per_minute(q.per_minute).with_burst(q.burst);
-    let mut limits = RateLimitConfig::new(settings.caller.per_minute).with_burst(settings.caller.burst);
-    for (method, q) in &settings.per_method {
-        limits = limits.limit_method(method.clone(), quota(q));
-    }
-    for (tool, q) in &settings.per_tool {
-        limits = limits.limit_tool(tool.clone(), quota(q));
-    }
-    Some(RateLimitLayer::new(limits))
+    Some(RateLimitLayer::new(crate::redis::rate_limit_config(settings)))
 }
 
 /// Steps 1–4, around the whole router.
@@ -171,7 +175,8 @@ pub(crate) fn mcp_endpoint<U: Upstream>(
         .layer(BodyLimitLayer::new(config.max_body))
         .map_request(|req: Request<_>| req.map(BoxBody::new))
         .layer(option_layer(shared.auth.as_ref().map(|a| a.authenticate.clone())))
-        .layer(SessionBindingLayer::new(shared.owners.clone()))
+        .layer(option_layer(shared.sealed.clone()))
+        .layer(option_layer(shared.sealed.is_none().then(|| SessionBindingLayer::new(shared.owners.clone()))))
         .layer(ProtocolVersionLayer::new(shared.versions.clone()))
         .layer(JsonRpcInspectionLayer::new(config.json_limits, config.max_body, config.body_read_timeout))
         .layer(shared.audit.clone())
@@ -179,6 +184,7 @@ pub(crate) fn mcp_endpoint<U: Upstream>(
         .layer(shared.access.clone())
         .layer(option_layer(shared.auth.as_ref().map(|a| a.scopes.clone())))
         .layer(option_layer(shared.rate_limit.clone()))
+        .layer(option_layer(shared.global_rate_limit.clone()))
         .layer(ToolCallLayer::new(shared.catalog.clone()))
         .map_response(|res: Response<_>| res.map(BoxBody::new))
         .service(Endpoint { upstream })
