@@ -10,10 +10,14 @@
 //! requests that reached it (`received`, [`HttpServer::received`]), paginated
 //! resources ([`RESOURCES`]) with templates, and prompts (`greeting`,
 //! `admin_prompt`).
+//!
+//! [`weak_server`] serves the same server behind a secure stack with
+//! switchable weaknesses, for testing `mcp-guard probe`.
 
 mod catalog;
 pub mod redis;
 mod state;
+pub mod weak_server;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use mcp_guard::{
     config::{self, Config, ConfigError, Overrides, UpstreamConfig},
     pin::{self, PinDiff, PinFile},
-    server, telemetry,
+    probe, server, telemetry,
 };
 
 const EXAMPLES: &str = "\
@@ -26,6 +26,9 @@ Examples:
   mcp-guard pin --config mcp-guard.toml             record the upstream's tools in the `[pins] file`
   mcp-guard pin -o pins.json -- my-mcp-server --stdio
                                                     record a stdio server's tools in pins.json
+  mcp-guard probe http://127.0.0.1:8001/mcp         audit any MCP endpoint's security
+  mcp-guard probe https://mcp.example.com/mcp --token \"$TOKEN\" --format sarif -o probe.sarif
+                                                    audit an authenticated server, SARIF for CI
 
 Clients connect to http://127.0.0.1:8001/mcp unless --listen says otherwise.
 Environment variables MCP_GUARD_<SECTION>__<KEY> override the config file;
@@ -86,6 +89,71 @@ enum Command {
     /// Ask the upstream for its tools and write the pin file that `[pins] file` loads.
     #[command(after_help = PIN_HELP)]
     Pin(PinArgs),
+    /// Audit any MCP Streamable HTTP endpoint against the MCP security requirements.
+    #[command(after_help = PROBE_HELP)]
+    Probe(ProbeArgs),
+}
+
+const PROBE_HELP: &str = "\
+Checks: DNS rebinding (Host, Origin), exposure without authentication, auth
+challenges and metadata, malformed tokens, MCP-Protocol-Version handling,
+body limits, rate limits, security headers, CORS, session ids and DELETE,
+malformed input, and TLS. Each finding has a stable id, a severity, the
+evidence (request and answer; tokens are never shown) and a fix.
+
+Polite: at most --max-requests requests, --delay between them, --timeout
+each; only the URL's origin is contacted (and the metadata it advertises, on
+the same host unless --follow-metadata). Redirects are not followed.
+
+Examples:
+  mcp-guard probe http://127.0.0.1:8001/mcp
+  mcp-guard probe https://mcp.example.com/mcp --token \"$TOKEN\" --second-token \"$OTHER\"
+  mcp-guard probe http://127.0.0.1:8001/mcp --format json --fail-on medium -o probe.json
+
+Exit status: 0 no finding reaches --fail-on; 1 one does; 2 the target cannot
+be probed (unreachable, or no MCP initialize succeeds with the credentials
+given), or a bad option or unwritable output.";
+
+#[derive(Debug, clap::Args)]
+struct ProbeArgs {
+    /// The MCP endpoint, e.g. http://127.0.0.1:8001/mcp.
+    url: String,
+    /// Bearer token to send (`Authorization: Bearer <token>`).
+    #[arg(long, value_name = "T", env = "MCP_PROBE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A second principal's token: its requests must not reach the first's session.
+    #[arg(long, value_name = "T2", env = "MCP_PROBE_SECOND_TOKEN", hide_env_values = true)]
+    second_token: Option<String>,
+    /// Output format.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json", "sarif"])]
+    format: String,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Exit 1 when a finding is this severe or worse.
+    #[arg(long, value_name = "LEVEL", default_value = "high", value_parser = ["critical", "high", "medium", "low", "info", "none"])]
+    fail_on: String,
+    /// Most requests sent in total.
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    max_requests: u64,
+    /// Largest body the body-limit check sends.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = probe::parse_size)]
+    max_body_probe: u64,
+    /// Milliseconds to wait between requests.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    delay: u64,
+    /// Seconds allowed for each request.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+    /// Fetch the advertised resource metadata even on another host.
+    #[arg(long)]
+    follow_metadata: bool,
+    /// Accept invalid TLS certificates (for self-signed test servers).
+    #[arg(long)]
+    insecure: bool,
+    /// The protocolVersion to ask for in initialize.
+    #[arg(long, value_name = "V", default_value = probe::DEFAULT_PROTOCOL_VERSION)]
+    protocol_version: String,
 }
 
 const PIN_HELP: &str = "\
@@ -125,6 +193,7 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::GenKey) => gen_key(),
         Some(Command::HashKey) => hash_key(),
         Some(Command::Pin(args)) => pin(args),
+        Some(Command::Probe(args)) => probe(args),
         None => match run(cli.run) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -336,6 +405,74 @@ fn load_for_pin(path: Option<&Path>, overrides: &Overrides) -> Result<(Config, O
     }
     let text = toml::to_string(&table).map_err(|e| parse_error(e.to_string()))?;
     Ok((config::load_from_str(&text, &name, env, overrides)?, file))
+}
+
+fn probe(args: ProbeArgs) -> ExitCode {
+    use std::io::IsTerminal as _;
+
+    let (Ok(format), Ok(fail_on)) = (args.format.parse::<probe::Format>(), args.fail_on.parse::<probe::FailOn>())
+    else {
+        // Unreachable: clap checked both against the same names.
+        eprintln!("mcp-guard: bad --format or --fail-on");
+        return ExitCode::from(2);
+    };
+    let mut options = probe::ProbeOptions::new(args.url);
+    options.token = args.token.filter(|t| !t.is_empty()).map(mcp_guard::secret::Secret::new);
+    options.second_token = args.second_token.filter(|t| !t.is_empty()).map(mcp_guard::secret::Secret::new);
+    options.fail_on = fail_on;
+    options.max_requests = usize::try_from(args.max_requests).unwrap_or(usize::MAX);
+    options.max_body_probe = args.max_body_probe;
+    options.delay = std::time::Duration::from_millis(args.delay);
+    options.timeout = std::time::Duration::from_secs(args.timeout);
+    options.follow_metadata = args.follow_metadata;
+    options.insecure = args.insecure;
+    options.protocol_version = args.protocol_version;
+    let progress = std::io::stderr().is_terminal();
+    if progress {
+        options.progress = Some(std::sync::Arc::new(|p: probe::Progress| {
+            // One line, redrawn in place; cleared when the probe ends.
+            eprint!("\r  probing: {:<18} {:>4}/{} requests ", p.stage, p.requests, p.budget);
+        }));
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mcp-guard: starting the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(probe::run(options));
+    if progress {
+        eprint!("\r{:60}\r", "");
+    }
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("mcp-guard: probe: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let written = match &args.output {
+        Some(path) => std::fs::write(path, report.render(format, false))
+            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => {
+            let stdout = std::io::stdout();
+            let colour = probe::colour_wanted(stdout.is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+            let mut stdout = stdout.lock();
+            stdout
+                .write_all(report.render(format, colour).as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|e| format!("cannot write to stdout: {e}"))
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("mcp-guard: {e}");
+        return ExitCode::from(2);
+    }
+    if let Some(path) = &args.output {
+        eprintln!("mcp-guard: probe report written to {}: {}", path.display(), report.verdict_line());
+    }
+    ExitCode::from(report.exit_code())
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@ pub mod body;
 pub mod config;
 pub mod demo;
 pub mod pin;
+pub mod probe;
 pub mod redis;
 pub mod secret;
 pub mod server;

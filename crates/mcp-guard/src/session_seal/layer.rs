@@ -139,9 +139,20 @@ where
     }
 }
 
+/// Every error is counted; at most one a minute is logged, so an outage of
+/// the store (every request asks it) does not flood the log.
 fn store_error(op: &'static str, error: &super::StoreError) {
+    static LAST_WARNING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     metrics::counter!("mcp_guard_session_store_errors_total", "op" => op).increment(1);
-    tracing::warn!(target: "mcp_guard::sessions", op, error = %error, "session_store_error");
+    let now = unix_now();
+    let last = LAST_WARNING.load(std::sync::atomic::Ordering::Relaxed);
+    if now.saturating_sub(last) >= 60
+        && LAST_WARNING
+            .compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(target: "mcp_guard::sessions", op, error = %error, "session_store_error");
+    }
 }
 
 /// Opens the request's token, if any, and puts the upstream's id in its place.
