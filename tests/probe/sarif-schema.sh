@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the official SARIF 2.1.0 JSON schema for the probe's SARIF test
-# (crates/mcp-guard-testkit/tests/e2e_probe.rs, via MCP_GUARD_SARIF_SCHEMA).
+# (crates/mcp-guard-testkit/tests/e2e_probe.rs, via PROBE_SARIF_SCHEMA).
 #
 # Usage: tests/probe/sarif-schema.sh    (the last line on stdout is the schema's path)
 #

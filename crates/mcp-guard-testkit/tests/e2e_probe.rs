@@ -6,7 +6,7 @@
 //! `mcp-test-server`: build it first (`cargo build -p mcp-guard --bins`).
 //!
 //! The schema is installed by `tests/probe/sarif-schema.sh` (scripts/test
-//! does it and sets `MCP_GUARD_SARIF_SCHEMA`); without that variable the
+//! does it and sets `PROBE_SARIF_SCHEMA`); without that variable the
 //! SARIF test says so and skips.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -364,9 +364,9 @@ async fn an_unprobeable_target_exits_2() {
 /// (f) SARIF output is valid SARIF 2.1.0 and says what the JSON says.
 #[tokio::test(flavor = "multi_thread")]
 async fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
-    let Some(schema) = std::env::var_os("MCP_GUARD_SARIF_SCHEMA") else {
+    let Some(schema) = std::env::var_os("PROBE_SARIF_SCHEMA") else {
         eprintln!(
-            "SKIPPED: MCP_GUARD_SARIF_SCHEMA is not set; run tests/probe/sarif-schema.sh and set it to the path it \
+            "SKIPPED: PROBE_SARIF_SCHEMA is not set; run tests/probe/sarif-schema.sh and set it to the path it \
              prints (scripts/test does both)"
         );
         return;
