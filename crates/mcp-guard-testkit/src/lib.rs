@@ -381,6 +381,22 @@ fn router_with(stop: CancellationToken, state: Arc<ServerState>) -> axum::Router
     axum::Router::new().nest_service("/mcp", service)
 }
 
+/// [`TestServer`] over Streamable HTTP at `/mcp` answering with plain JSON
+/// (`Content-Type: application/json`) instead of SSE. rmcp 3.9 only honours
+/// `json_response` outside its legacy session mode, so this router is
+/// stateless: no `Mcp-Session-Id`, each request served on its own. A tool
+/// that sends notifications before its result (`progress`) still falls back
+/// to SSE. For benchmarks (`bench/`), where the upstream must be cheap.
+pub fn router_stateless_json() -> axum::Router {
+    let state = Arc::<ServerState>::default();
+    let service = StreamableHttpService::new(
+        move || Ok(TestServer::with_state(state.clone())),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_legacy_session_mode(false).with_json_response(true),
+    );
+    axum::Router::new().nest_service("/mcp", service)
+}
+
 /// Serves [`TestServer`] over Streamable HTTP on a free loopback port.
 pub async fn spawn_http() -> std::io::Result<HttpServer> {
     let stop = CancellationToken::new();
