@@ -83,6 +83,14 @@ pub(crate) struct Snapshot {
     generation: u64,
 }
 
+impl Snapshot {
+    /// Changes with every key set fetched: a token verified under another
+    /// generation is verified again.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
 #[derive(Debug, Default)]
 struct FetchState {
     /// The `jwks_uri` discovery found; forgotten when fetching it fails.
@@ -142,6 +150,7 @@ impl JwksCache {
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        // (A snapshot's generation tells a cached verification which key set it used.)
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 

@@ -56,6 +56,7 @@ use serde::{
 pub use self::settings::{HmacSecret, JwtError, JwtSettings, JwtSetupError, KeySource, VerifiedToken};
 use super::jwks::{JwksCache, KeySet, Lookup, Remote, discovery_urls, remote_url};
 
+mod cache;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -78,6 +79,7 @@ struct Inner {
     leeway_secs: u64,
     hmac: Vec<(Algorithm, hmac::Key)>,
     keys: Keys,
+    verified: cache::VerifiedCache,
 }
 
 enum Keys {
@@ -145,13 +147,42 @@ impl JwtVerifier {
             return Err(JwtSetupError::NoKeys);
         }
         let leeway_secs = leeway.as_secs();
-        Ok(JwtVerifier { inner: Arc::new(Inner { issuer, audiences, algorithms, leeway_secs, hmac, keys }) })
+        let verified = cache::VerifiedCache::default();
+        Ok(JwtVerifier { inner: Arc::new(Inner { issuer, audiences, algorithms, leeway_secs, hmac, keys, verified }) })
     }
 
     /// Verifies a bearer token (without the `Bearer ` prefix). Waits on the
     /// network only when the key it needs is not cached and a refresh is
     /// permitted (see [`super::jwks`]).
+    ///
+    /// A token verified in the last minute (and not expired) is accepted
+    /// from the cache without a new signature check (see `cache.rs`).
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, JwtError> {
+        let now = unix_now();
+        let key = cache::key(token);
+        // Keys fetched since a token was verified may have withdrawn its key.
+        let snapshot = match &self.inner.keys {
+            Keys::Fixed(_) => None,
+            Keys::Remote(cache) => Some((cache, cache.snapshot())),
+        };
+        let generation = snapshot.as_ref().map_or(0, |(_, s)| s.generation());
+        if let Some(verified) = self.inner.verified.get(&key, generation, now) {
+            // A hit skips the key lookup, so it also does its refresh duty.
+            if let Some((cache, snapshot)) = &snapshot
+                && cache.is_stale(snapshot)
+            {
+                cache.refresh_in_background(snapshot);
+            }
+            return Ok(verified);
+        }
+        let verified = self.verify_uncached(token).await?;
+        self.inner.verified.insert(key, &verified, generation, now);
+        Ok(verified)
+    }
+
+    /// [`verify`](Self::verify) without the cache of recently verified
+    /// tokens: always checks the signature against the current keys.
+    pub async fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, JwtError> {
         let token = Compact::parse(token)?;
         let inner = &*self.inner;
         let alg = token.header.alg;
