@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by bench/run.sh, bench/contenders/{direct,mcp-guard-full,mcp-guard-min,nginx}.sh
+# Shared by bench/run.sh, every bench/contenders/*.sh
 # and bench/workloads/{w1,w2,w5,latency}.sh. See bench/README.md for the
 # contender and workload interface.
 #

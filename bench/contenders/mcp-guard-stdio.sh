@@ -12,10 +12,10 @@
 # version rules, 4 MiB body limit, JSON checks, security headers, 64 stdio
 # sessions). GUARD_BIN overrides the binary.
 set -euo pipefail
-# shellcheck disable=SC2034 # read by contender_lib.sh
+# shellcheck disable=SC2034 # read by ../lib.sh
 CONTENDER=mcp-guard-stdio
-# shellcheck source=SCRIPTDIR/../peers/contender_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../peers/contender_lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 GUARD_BIN=${GUARD_BIN:-$BENCH_REPO/target/release/mcp-guard}
 

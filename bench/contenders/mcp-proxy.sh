@@ -11,10 +11,10 @@
 # stdio_client). Defaults kept: stateful Streamable HTTP at /mcp, one stdio
 # child shared by all HTTP sessions, started with mcp-proxy.
 set -euo pipefail
-# shellcheck disable=SC2034 # read by contender_lib.sh
+# shellcheck disable=SC2034 # read by ../lib.sh
 CONTENDER=mcp-proxy
-# shellcheck source=SCRIPTDIR/../peers/contender_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../peers/contender_lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 readonly MCP_PROXY_VERSION=0.13.0
 readonly VENV="$BENCH_TOOLS/mcp-proxy"

@@ -20,10 +20,10 @@
 # ENVIRONMENT=development, request size limit the guide's 10 MB default,
 # uvicorn access log off (mcp-guard logs no line per request either).
 set -euo pipefail
-# shellcheck disable=SC2034 # read by contender_lib.sh
+# shellcheck disable=SC2034 # read by ../lib.sh
 CONTENDER=python-stack
-# shellcheck source=SCRIPTDIR/../peers/contender_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../peers/contender_lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 readonly APP_DIR="$BENCH_REPO/bench/peers/python_stack"
 readonly VENV="$BENCH_TOOLS/python"

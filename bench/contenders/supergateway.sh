@@ -22,10 +22,10 @@
 # supergateway listens on every interface (it has no host flag); nothing here
 # is reachable from outside the benchmark machine's loopback use.
 set -euo pipefail
-# shellcheck disable=SC2034 # read by contender_lib.sh
+# shellcheck disable=SC2034 # read by ../lib.sh
 CONTENDER=supergateway
-# shellcheck source=SCRIPTDIR/../peers/contender_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../peers/contender_lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 readonly NODE_VERSION=22.23.3
 readonly SUPERGATEWAY_VERSION=4.0.0
