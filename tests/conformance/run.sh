@@ -55,6 +55,8 @@ readonly TARGETS=(direct http stdio)
 
 log() { printf '[conformance] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 2; }
+# shellcheck source=SCRIPTDIR/../lib/proc.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/proc.sh"
 
 usage() {
     sed -n '/^# Usage:/,/^set -euo/{ /^set -euo/d; s/^# \{0,1\}//; p; }' "${BASH_SOURCE[0]}"
@@ -63,24 +65,6 @@ usage() {
 # ---------------------------------------------------------------- processes --
 
 BG_PIDS=()
-
-# A process is gone once it is missing or a zombie (a zombie still answers kill -0).
-alive() {
-    local state
-    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-    [[ -n $state && $state != Z* ]]
-}
-
-# Each background process gets its own session so that stopping it also stops
-# whatever it spawned (the stdio target's server), addressed by the group id
-# rather than by any name.
-start_bg() {
-    local logfile=$1
-    shift
-    setsid "$@" </dev/null >"$logfile" 2>&1 &
-    BG_PID=$!
-    BG_PIDS+=("$BG_PID")
-}
 
 stop_bg() {
     local pid=$1 dest
@@ -125,30 +109,7 @@ free_port() {
 s.listen(0, "127.0.0.1", () => { process.stdout.write(String(s.address().port)); s.close(); });'
 }
 
-wait_for_port() {
-    local pid=$1 port=$2 what=$3 logfile=$4
-    local deadline=$((SECONDS + STARTUP_TIMEOUT))
-    while ((SECONDS < deadline)); do
-        if ! alive "$pid"; then
-            log "$what exited before listening on 127.0.0.1:$port; log tail ($logfile):"
-            tail -n 20 "$logfile" >&2 || true
-            return 1
-        fi
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    log "$what did not listen on 127.0.0.1:$port within ${STARTUP_TIMEOUT}s; log tail ($logfile):"
-    tail -n 20 "$logfile" >&2 || true
-    return 1
-}
-
 # -------------------------------------------------------------------- tools --
-
-pkg_version() {
-    "$NODE" -p 'require(process.argv[1]).version' "$1/package.json" 2>/dev/null || true
-}
 
 tools_ready() {
     [[ -x $NODE ]] &&

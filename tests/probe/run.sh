@@ -50,6 +50,8 @@ RUN_TIMEOUT=${PROBE_RUN_TIMEOUT:-600}
 
 log() { printf '[probe] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 2; }
+# shellcheck source=SCRIPTDIR/../lib/proc.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/proc.sh"
 
 # The conformance gate's pins, read from its script so both probe one server.
 conformance_pin() { sed -n "s/^readonly $1=\([^ ]*\).*/\1/p" "$REPO/tests/conformance/run.sh"; }
@@ -62,22 +64,6 @@ SERVER_EVERYTHING_VERSION=$(conformance_pin SERVER_EVERYTHING_VERSION)
 # ---------------------------------------------------------------- processes --
 
 BG_PIDS=()
-
-alive() {
-    local state
-    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-    [[ -n $state && $state != Z* ]]
-}
-
-# Each server gets its own session (setsid), so stopping it by its group id
-# also stops anything it spawned; nothing is ever stopped by name.
-start_bg() {
-    local logfile=$1
-    shift
-    setsid "$@" </dev/null >"$logfile" 2>&1 &
-    BG_PID=$!
-    BG_PIDS+=("$BG_PID")
-}
 
 stop_bg() {
     local pid=$1 dest p
@@ -114,30 +100,7 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-wait_for_port() {
-    local pid=$1 port=$2 what=$3 logfile=$4
-    local deadline=$((SECONDS + STARTUP_TIMEOUT))
-    while ((SECONDS < deadline)); do
-        if ! alive "$pid"; then
-            log "$what exited before listening on 127.0.0.1:$port; log tail ($logfile):"
-            tail -n 20 "$logfile" >&2 || true
-            return 1
-        fi
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    log "$what did not listen on 127.0.0.1:$port within ${STARTUP_TIMEOUT}s; log tail ($logfile):"
-    tail -n 20 "$logfile" >&2 || true
-    return 1
-}
-
 # -------------------------------------------------------------------- tools --
-
-pkg_version() {
-    "$NODE" -p 'require(process.argv[1]).version' "$1/package.json" 2>/dev/null || true
-}
 
 node_tools_ready() {
     [[ -x $NODE ]] &&
