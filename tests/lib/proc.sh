@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # Process helpers shared by tests/conformance/run.sh and tests/probe/run.sh.
+# `cleanup` (for `trap cleanup EXIT`) stops everything `start_bg` started.
 # The caller defines `log`, `STARTUP_TIMEOUT`, `NODE` and the `BG_PIDS`
 # array. Processes start from argv lists and are stopped by PID only.
 
@@ -42,4 +43,37 @@ wait_for_port() {
 
 pkg_version() {
     "$NODE" -p 'require(process.argv[1]).version' "$1/package.json" 2>/dev/null || true
+}
+
+stop_bg() {
+    local pid=$1 dest
+    # Only signal the group if setsid really made this pid its leader.
+    if [[ $(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ') == "$pid" ]]; then
+        dest="-$pid"
+    else
+        dest=$pid
+    fi
+    kill -TERM -- "$dest" 2>/dev/null || true
+    for _ in {1..50}; do
+        alive "$pid" || break
+        sleep 0.1
+    done
+    # Stragglers (or a leader ignoring TERM) get no second chance. The group id
+    # cannot have been recycled: the leader is not reaped until the wait below.
+    kill -KILL -- "$dest" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    # Once reaped, the pid may be reused by an unrelated process: forget it.
+    local -a rest=()
+    local p
+    for p in "${BG_PIDS[@]}"; do
+        [[ $p == "$pid" ]] || rest+=("$p")
+    done
+    BG_PIDS=("${rest[@]}")
+}
+
+cleanup() {
+    local pid
+    for pid in "${BG_PIDS[@]}"; do
+        stop_bg "$pid"
+    done
 }

@@ -65,33 +65,6 @@ SERVER_EVERYTHING_VERSION=$(conformance_pin SERVER_EVERYTHING_VERSION)
 
 BG_PIDS=()
 
-stop_bg() {
-    local pid=$1 dest p
-    if [[ $(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ') == "$pid" ]]; then
-        dest="-$pid"
-    else
-        dest=$pid
-    fi
-    kill -TERM -- "$dest" 2>/dev/null || true
-    for _ in {1..50}; do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    kill -KILL -- "$dest" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    local -a rest=()
-    for p in "${BG_PIDS[@]}"; do
-        [[ $p == "$pid" ]] || rest+=("$p")
-    done
-    BG_PIDS=("${rest[@]}")
-}
-
-cleanup() {
-    local pid
-    for pid in "${BG_PIDS[@]}"; do
-        stop_bg "$pid"
-    done
-}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
