@@ -139,6 +139,15 @@ rejections! {
     UpstreamError => (BAD_GATEWAY, code::INTERNAL_ERROR, "upstream_error", "Bad Gateway: the upstream MCP server failed"),
     /// The upstream did not answer in time.
     UpstreamTimeout => (GATEWAY_TIMEOUT, code::INTERNAL_ERROR, "upstream_timeout", "Gateway Timeout: the upstream MCP server did not answer in time"),
+    /// The session already has as many requests waiting on the upstream as
+    /// it may (`upstream.max_pending_per_session`): one session cannot tie
+    /// up an upstream that stopped answering.
+    TooManyPendingRequests => (TOO_MANY_REQUESTS, code::SERVER_ERROR, "too_many_pending_requests", "Too Many Requests: too many requests of this session are waiting on the upstream"),
+    /// The upstream's answer is larger than `upstream.max_response_size`.
+    UpstreamResponseTooLarge => (BAD_GATEWAY, code::INTERNAL_ERROR, "upstream_response_too_large", "Bad Gateway: the upstream MCP server's answer is too large"),
+    /// The upstream answered with something that is not a JSON-RPC answer
+    /// to this request.
+    UpstreamInvalidResponse => (BAD_GATEWAY, code::INTERNAL_ERROR, "upstream_invalid_response", "Bad Gateway: the upstream MCP server's answer is not valid JSON-RPC"),
 }
 
 /// A request refused *inside* the protocol: the gateway answers it itself

@@ -118,7 +118,13 @@ pub(crate) fn decide(id: &RequestId, outcome: &Outcome) -> (&'static str, Option
     match outcome.rejection {
         // The gateway let the request through; the upstream failed it. The
         // reason still says how.
-        Some(r @ (Rejection::UpstreamUnavailable | Rejection::UpstreamError | Rejection::UpstreamTimeout)) => {
+        Some(
+            r @ (Rejection::UpstreamUnavailable
+            | Rejection::UpstreamError
+            | Rejection::UpstreamTimeout
+            | Rejection::UpstreamResponseTooLarge
+            | Rejection::UpstreamInvalidResponse),
+        ) => {
             ("allow", Some(r.reason()), true)
         }
         Some(r) => ("deny", Some(r.reason()), false),

@@ -10,6 +10,7 @@ mod load;
 mod policy;
 mod raw;
 mod units;
+mod upstream;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -23,6 +24,7 @@ pub use auth::{AuthConfig, JwtConfig, hash_api_key};
 pub use deploy::{BackendFailure, RateLimitBackend, RedisConfig, SealingKey, SessionSealing, TlsConfig};
 pub use load::{Overrides, load, load_from_str};
 pub use policy::PolicyConfig;
+pub use upstream::UpstreamLimits;
 use raw::RawConfig;
 pub(crate) use units::{parse_duration, parse_size};
 
@@ -171,9 +173,8 @@ pub struct HttpUpstreamConfig {
     pub url: Uri,
     /// TCP connect timeout. Default 5s.
     pub connect_timeout: Duration,
-    /// Time allowed until the upstream's response headers. Default 60s.
-    /// A streamed (SSE) body is not cut by it once headers arrived.
-    pub timeout: Duration,
+    /// What the upstream may send and how long it may take.
+    pub limits: UpstreamLimits,
     /// Headers the gateway sends upstream with its own credentials, from
     /// the environment or a file. The client's `Authorization` and cookies
     /// never go upstream.
@@ -196,10 +197,8 @@ pub struct StdioConfig {
     /// A session with no request and no open stream for this long is ended.
     /// Default 10 minutes.
     pub idle_timeout: Duration,
-    /// Time a request may wait for the child's response. Default 60s.
-    pub request_timeout: Duration,
-    /// Longest line (one JSON-RPC message) read from a child. Default 16 MiB.
-    pub max_message_size: usize,
+    /// What the child may send and how long it may take (`[upstream]`).
+    pub limits: UpstreamLimits,
 }
 
 /// Log output.
@@ -262,7 +261,7 @@ impl Config {
                 .map_err(|e| invalid(format!("server.allowed_origins[{i}]"), e.to_string()))?;
         }
 
-        let timeout = duration("upstream.timeout", raw.upstream.timeout.as_deref(), Duration::from_secs(60))?;
+        let limits = UpstreamLimits::from_raw(&raw.upstream)?;
         let headers = auth::upstream_headers(raw.upstream.headers, env)?;
         if !headers.is_empty() && raw.upstream.url.is_none() {
             return Err(invalid("upstream.headers", "applies to HTTP upstreams (`upstream.url`) only"));
@@ -281,7 +280,7 @@ impl Config {
                     raw.upstream.connect_timeout.as_deref(),
                     Duration::from_secs(5),
                 )?,
-                timeout,
+                limits,
                 headers,
             }),
             (None, Some(argv)) => {
@@ -292,19 +291,6 @@ impl Config {
                 if max_sessions == 0 {
                     return Err(invalid("stdio.max_sessions", "must be at least 1"));
                 }
-                let max_message_size = match raw.stdio.max_message_size.as_deref() {
-                    None => 16 << 20,
-                    Some(text) => {
-                        parse_size(text).ok().and_then(|n| usize::try_from(n).ok()).filter(|n| *n >= 1024).ok_or_else(
-                            || {
-                                invalid(
-                                    "stdio.max_message_size",
-                                    format!("`{text}` must be a size of at least 1KiB, e.g. `16MiB`"),
-                                )
-                            },
-                        )?
-                    }
-                };
                 for name in raw.stdio.env.keys() {
                     if name.is_empty() || name.contains(['=', '\0']) {
                         return Err(invalid("stdio.env", format!("`{name}` is not a valid variable name")));
@@ -323,8 +309,7 @@ impl Config {
                         raw.stdio.idle_timeout.as_deref(),
                         Duration::from_secs(600),
                     )?,
-                    request_timeout: timeout,
-                    max_message_size,
+                    limits,
                 })
             }
             (None, None) => UpstreamConfig::Demo,

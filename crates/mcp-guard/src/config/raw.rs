@@ -91,6 +91,12 @@ pub(crate) struct RawUpstream {
     pub(crate) connect_timeout: Option<String>,
     pub(crate) timeout: Option<String>,
     pub(crate) headers: BTreeMap<String, super::auth::RawSecretSource>,
+    pub(crate) max_message_size: Option<String>,
+    pub(crate) max_response_size: Option<String>,
+    pub(crate) max_request_duration: Option<String>,
+    pub(crate) max_pending_per_session: Option<usize>,
+    pub(crate) max_server_requests_per_session: Option<usize>,
+    pub(crate) server_request_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,7 +106,6 @@ pub(crate) struct RawStdio {
     pub(crate) env_passthrough: Option<Vec<String>>,
     pub(crate) max_sessions: Option<usize>,
     pub(crate) idle_timeout: Option<String>,
-    pub(crate) max_message_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

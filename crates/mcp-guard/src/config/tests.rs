@@ -45,7 +45,7 @@ fn bad_values_name_the_key() {
         ("[upstream]\ncommand = []", "`upstream.command`"),
         ("[upstream]\ncommand = [\"a\"]\n[stdio]\nmax_sessions = 0", "`stdio.max_sessions`"),
         ("[upstream]\ncommand = [\"a\"]\n[stdio]\nidle_timeout = \"soon\"", "`stdio.idle_timeout`"),
-        ("[upstream]\ncommand = [\"a\"]\n[stdio]\nmax_message_size = \"12\"", "`stdio.max_message_size`"),
+        ("[upstream]\ncommand = [\"a\"]\nmax_message_size = \"12\"", "`upstream.max_message_size`"),
         ("[log]\nformat = \"xml\"", "`log.format`"),
         ("[log]\nlevel = \"[[[\"", "`log.level`"),
     ];

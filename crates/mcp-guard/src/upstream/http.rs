@@ -44,7 +44,7 @@ impl HttpUpstream {
                 Some((name.clone(), value))
             })
             .collect();
-        HttpUpstream { client, url: config.url.clone(), timeout: config.timeout, headers }
+        HttpUpstream { client, url: config.url.clone(), timeout: config.limits.request_timeout, headers }
     }
 
     async fn forward(&self, req: Request<BoxBody>) -> Result<Response<BoxBody>, Rejection> {

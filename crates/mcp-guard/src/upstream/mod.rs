@@ -10,6 +10,7 @@
 pub mod embedded;
 pub mod http;
 pub mod stdio;
+pub(crate) mod violation;
 
 use std::future::Future;
 

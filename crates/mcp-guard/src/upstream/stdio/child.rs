@@ -119,7 +119,7 @@ async fn write_stdin(session: Arc<Session>, mut stdin: ChildStdin, mut rx: mpsc:
 async fn read_stdout(shared: Arc<Shared>, session: Arc<Session>, stdout: ChildStdout) {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
-    let max = shared.config.max_message_size;
+    let max = shared.config.limits.max_message_size;
     loop {
         match read_line(&mut reader, &mut line, max).await {
             Ok(Some(true)) => {

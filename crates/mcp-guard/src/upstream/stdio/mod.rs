@@ -134,7 +134,7 @@ impl Shared {
         // The pipeline's inspection layer has read and classified the body;
         // parse here only when used without it.
         let inspected = req.extensions_mut().remove::<Inspection>();
-        let body = read_body(req.into_body(), self.config.max_message_size).await?;
+        let body = read_body(req.into_body(), self.config.limits.max_message_size).await?;
         let inspection = match inspected {
             Some(inspection) => inspection,
             None => jsonrpc::inspect(&body, jsonrpc::Limits::default())?,
@@ -177,7 +177,7 @@ impl Shared {
             None
         } else {
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            session.register(&requests, &tx, self.config.request_timeout).map_err(|_| Rejection::DuplicateRequestId)?;
+            session.register(&requests, &tx, self.config.limits.request_timeout).map_err(|_| Rejection::DuplicateRequestId)?;
             // Only the pending entries hold the sender now: the stream ends
             // when the last of them is answered.
             drop(tx);
