@@ -131,3 +131,26 @@ need_guard_bin() {
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
+
+# cleanup_run_dir: stops every process recorded under $BENCH_RUN_DIR/pids
+# (by PID), then removes the run directory after a successful run (RUN_OK=1)
+# unless BENCH_KEEP_RUN_DIR=1. Install it with install_cleanup_traps.
+cleanup_run_dir() {
+    local f
+    for f in "$BENCH_RUN_DIR"/pids/*; do
+        [[ -e $f ]] || continue
+        stop_pids "$f"
+    done
+    if [[ ${BENCH_KEEP_RUN_DIR:-0} != 1 && ${RUN_OK:-0} == 1 ]]; then
+        rm -rf -- "$BENCH_RUN_DIR"
+    else
+        blog "run state and logs kept in $BENCH_RUN_DIR"
+    fi
+}
+
+# install_cleanup_traps: cleanup_run_dir on every exit, Ctrl-C and SIGTERM included.
+install_cleanup_traps() {
+    trap cleanup_run_dir EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}

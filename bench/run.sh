@@ -71,21 +71,7 @@ RESULTS="$BENCH_RUN_DIR/results.jsonl"
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$RESULTS"
 
-cleanup() {
-    local f
-    for f in "$BENCH_RUN_DIR"/pids/*; do
-        [[ -e $f ]] || continue
-        stop_pids "$f"
-    done
-    if [[ ${BENCH_KEEP_RUN_DIR:-0} != 1 && ${RUN_OK:-0} == 1 ]]; then
-        rm -rf -- "$BENCH_RUN_DIR"
-    else
-        log "run state and logs kept in $BENCH_RUN_DIR"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+install_cleanup_traps
 
 # ----------------------------------------------------------------- tools --
 need_apt() {

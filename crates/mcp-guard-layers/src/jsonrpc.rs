@@ -183,9 +183,14 @@ pub fn inspect(body: &[u8], limits: Limits) -> Result<Inspection, Rejection> {
     if nesting_depth(body) > limits.max_depth {
         return Err(Rejection::NestingTooDeep);
     }
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'[') {
-        let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(parse_rejection)?;
+    // JSON text is UTF-8 (RFC 8259 §8.1). serde_json skips fields it ignores
+    // without checking them, so without this a body could be accepted whose
+    // spans are not text: a layer that re-reads a message (the policy's
+    // `completion/complete` check) would find nothing to judge.
+    let body = std::str::from_utf8(body).map_err(|_| Rejection::ParseError)?;
+    let first = body.bytes().find(|b| !b.is_ascii_whitespace());
+    if first == Some(b'[') {
+        let items: Vec<&RawValue> = serde_json::from_str(body).map_err(parse_rejection)?;
         if items.is_empty() {
             return Err(Rejection::InvalidMessage);
         }
@@ -203,7 +208,7 @@ pub fn inspect(body: &[u8], limits: Limits) -> Result<Inspection, Rejection> {
             .collect::<Result<_, _>>()?;
         Ok(Inspection { messages, batch: true, body: Bytes::new() })
     } else {
-        let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(parse_rejection)?;
+        let envelope: Envelope<'_> = serde_json::from_str(body).map_err(parse_rejection)?;
         let message = classify(envelope, body.as_ptr() as usize, 0..body.len())?;
         Ok(Inspection { messages: vec![message], batch: false, body: Bytes::new() })
     }
@@ -297,16 +302,15 @@ fn classify(envelope: Envelope<'_>, base: usize, span: Range<usize>) -> Result<M
 /// MCP ids are strings or integers; `null`, objects, arrays and fractions
 /// are refused. The id is kept in canonical form (see [`RequestId`]).
 fn valid_id(text: &str) -> Result<RequestId, Rejection> {
-    let bytes = text.as_bytes();
-    match bytes.first() {
-        Some(b'"') if !text.contains('\\') => Ok(RequestId::from_json_text(text)),
-        Some(b'"') => {
+    match text.as_bytes().split_first() {
+        Some((b'"', _)) if !text.contains('\\') => Ok(RequestId::from_json_text(text)),
+        Some((b'"', _)) => {
             // Escapes: decode, then write back as serde_json does.
             let decoded: String = serde_json::from_str(text).map_err(|_| Rejection::InvalidMessage)?;
             let canonical = serde_json::to_string(&decoded).map_err(|_| Rejection::InvalidMessage)?;
             Ok(RequestId(canonical.into()))
         }
-        Some(b'-' | b'0'..=b'9') if bytes[1..].iter().all(u8::is_ascii_digit) => {
+        Some((b'-' | b'0'..=b'9', rest)) if rest.iter().all(u8::is_ascii_digit) => {
             // The JSON grammar already refused leading zeros; `-0` is the one other spelling.
             Ok(RequestId::from_json_text(if text == "-0" { "0" } else { text }))
         }
@@ -451,6 +455,21 @@ mod tests {
         assert_eq!(inspect(body.as_bytes(), limits), Err(Rejection::BatchTooLong));
         assert_eq!(inspect(b"[]", Limits::default()), Err(Rejection::InvalidMessage));
         assert_eq!(inspect(b"[1]", Limits::default()), Err(Rejection::InvalidMessage));
+    }
+
+    /// Found by the `jsonrpc_inspect` fuzz target: invalid UTF-8 in a field
+    /// serde_json ignores was accepted, so the message's span was not text
+    /// and the policy could not read a `completion/complete` it had to judge.
+    #[test]
+    fn invalid_utf8_is_a_parse_error_even_where_ignored() {
+        let bodies: [&[u8]; 3] = [
+            b"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"completion/complete\",\"x\":\"\xc7\",\"params\":{}}",
+            b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"x\":\"\xff\"}]",
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"n\"} \xfe",
+        ];
+        for body in bodies {
+            assert_eq!(inspect(body, Limits::default()), Err(Rejection::ParseError), "{}", body.escape_ascii());
+        }
     }
 
     #[test]

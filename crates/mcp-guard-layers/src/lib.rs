@@ -16,6 +16,10 @@
 //! response body type but `From<Bytes>`, which `axum::body::Body` and
 //! `http_body_util::Full<Bytes>` both provide.
 
+// Layers read hostile bytes: no panic!, no unchecked indexing (unwrap and
+// expect are denied workspace-wide). Tests may use all of them.
+#![cfg_attr(not(test), deny(clippy::panic, clippy::indexing_slicing))]
+
 pub mod auth;
 pub mod body_limit;
 pub mod client_ip;

@@ -96,25 +96,23 @@ where
 
 /// `prefix` as 8 hex digits, a dash, `n` in decimal, without going through `format!`.
 fn itoa_hex(prefix: u32, n: u64) -> IdBuf {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = IdBuf { bytes: [0; 29], len: 0 };
     for shift in (0..8).rev() {
-        out.push(HEX[((prefix >> (shift * 4)) & 0xf) as usize]);
+        let nibble = ((prefix >> (shift * 4)) & 0xf) as u8;
+        out.push(if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 });
     }
     out.push(b'-');
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
+    // The largest power of ten not above `n` (10^19 at most, which fits a u64).
+    let mut unit = 1u64;
+    while n / unit >= 10 {
+        unit *= 10;
+    }
     loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
+        out.push(b'0' + (n / unit % 10) as u8);
+        if unit == 1 {
             break;
         }
-    }
-    for &d in &digits[i..] {
-        out.push(d);
+        unit /= 10;
     }
     out
 }
@@ -133,7 +131,7 @@ impl IdBuf {
     }
 
     fn as_bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes[..self.len]
+        self.bytes.get_mut(..self.len).unwrap_or_default()
     }
 }
 
@@ -164,5 +162,8 @@ mod tests {
         assert_eq!(prefix.len(), 8);
         assert_eq!(n, "2");
         assert_eq!(itoa_hex(0xdeadbeef, u64::MAX).as_bytes_mut(), b"deadbeef-18446744073709551615");
+        assert_eq!(itoa_hex(0x0a, 0).as_bytes_mut(), b"0000000a-0");
+        assert_eq!(itoa_hex(u32::MAX, 10).as_bytes_mut(), b"ffffffff-10");
+        assert_eq!(itoa_hex(0x1234_5678, 9_999_999_999_999_999_999).as_bytes_mut(), b"12345678-9999999999999999999");
     }
 }

@@ -12,9 +12,11 @@
 //! `admin_prompt`).
 //!
 //! [`weak_server`] serves the same server behind a secure stack with
-//! switchable weaknesses, for testing `mcp-guard probe`.
+//! switchable weaknesses, for testing `mcp-guard probe`; [`hostile_http`] is
+//! an upstream that misbehaves on purpose, for the gateway's containment.
 
 mod catalog;
+pub mod hostile_http;
 pub mod redis;
 mod state;
 pub mod weak_server;

@@ -69,6 +69,10 @@ struct RunArgs {
     /// Streamable HTTP MCP server to guard.
     #[arg(long, value_name = "URL", conflicts_with = "stdio_command")]
     upstream: Option<String>,
+    /// Reload the config file when its contents change (checked every 2s).
+    /// SIGHUP always reloads.
+    #[arg(long, requires = "config")]
+    watch_config: bool,
     /// Stdio MCP server to guard: program and arguments after `--`, run
     /// directly (never through a shell).
     #[arg(last = true, value_name = "CMD ARG...")]
@@ -486,15 +490,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         tls_key: args.tls_key.map(|p| p.display().to_string()),
     };
     let config = load(args.config.as_deref(), &overrides)?;
+    let sources = crate::reload::Sources { path: args.config.clone(), overrides };
     telemetry::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         // Handlers first: a signal that arrives once we listen must find them.
         let signals = shutdown_signal()?;
-        let running = server::start(config.clone()).await?;
+        let running = std::sync::Arc::new(server::start(config.clone()).await?);
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         tracing::info!(target: "mcp_guard", endpoint = %format!("{scheme}://{}{}", running.local_addr(), config.path), version = env!("CARGO_PKG_VERSION"), "listening");
+        let reloads = crate::reload::spawn(std::sync::Arc::clone(&running), sources, args.watch_config);
         signals.await;
+        reloads.abort();
         running.shutdown().await;
         Ok(())
     })

@@ -1,3 +1,7 @@
+// Nothing panics on network or upstream input (unwrap and expect are denied
+// workspace-wide). Tests may panic.
+#![cfg_attr(not(test), deny(clippy::panic))]
+
 pub mod audit;
 pub mod auth;
 pub mod body;

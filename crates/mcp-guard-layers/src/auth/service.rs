@@ -98,8 +98,8 @@ fn bearer(req: &Request<impl Sized>) -> Result<Option<http::HeaderValue>, ()> {
         return if req.headers().contains_key(header::AUTHORIZATION) { Err(()) } else { Ok(None) };
     };
     let bytes = value.as_bytes();
-    match bytes.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") && bytes[7..].iter().any(|b| *b != b' ') => {
+    match bytes.split_at_checked(7) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer ") && token.iter().any(|b| *b != b' ') => {
             Ok(Some(value.clone()))
         }
         _ => Err(()),

@@ -67,8 +67,8 @@ fn error_response(r: &Refusing) -> Value {
     if r.refusal.reason_is_public() {
         data.insert("reason".into(), Value::from(r.refusal.reason()));
     }
-    if !data.is_empty() {
-        error["data"] = Value::Object(data);
+    if let (false, Some(error)) = (data.is_empty(), error.as_object_mut()) {
+        error.insert("data".into(), Value::Object(data));
     }
     json!({ "jsonrpc": "2.0", "id": id, "error": error })
 }

@@ -13,7 +13,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -188,32 +188,9 @@ impl SseState {
         for event in &self.events {
             let rewritten = self.filter.rewrite(event.data.as_bytes());
             let text = rewritten.as_deref().unwrap_or(event.data.as_bytes());
-            encode(event, text, &mut out);
+            event.encode_with_data(text, &mut out);
         }
         Some(out.freeze())
     }
 }
 
-fn encode(event: &SseEvent, data: &[u8], out: &mut BytesMut) {
-    if let Some(kind) = &event.event {
-        put_field(out, b"event", kind.as_bytes());
-    }
-    if let Some(id) = &event.id {
-        put_field(out, b"id", id.as_bytes());
-    }
-    if let Some(retry) = event.retry {
-        put_field(out, b"retry", retry.to_string().as_bytes());
-    }
-    // The parser joined data lines with LF and no value holds CR: split back.
-    for line in data.split(|&b| b == b'\n') {
-        put_field(out, b"data", line);
-    }
-    out.put_u8(b'\n');
-}
-
-fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.put_u8(b'\n');
-}

@@ -139,6 +139,27 @@ impl ToolCatalog {
         }))
     }
 
+    /// A catalog for a reloaded configuration that keeps what `previous`
+    /// learned: the definitions seen so far and, when the new one learns
+    /// pins (no pin file), every pin the previous one held, so a reload is
+    /// never a window in which a changed definition is accepted as new.
+    pub fn reloaded(config: CatalogConfig, previous: &ToolCatalog) -> ToolCatalog {
+        let catalog = ToolCatalog::new(config);
+        {
+            let old = previous.0.state.read().unwrap_or_else(|e| e.into_inner());
+            let mut state = catalog.0.state.write().unwrap_or_else(|e| e.into_inner());
+            for (name, seen) in &old.seen {
+                let copy = Seen { hash: seen.hash, schema: seen.schema.clone() };
+                state.seen.insert(name.clone(), copy);
+            }
+            state.schemas.clone_from(&old.schemas);
+            if catalog.0.learning {
+                state.pins.clone_from(&old.pins);
+            }
+        }
+        catalog
+    }
+
     /// The configured pin action.
     pub fn action(&self) -> PinAction {
         self.0.action

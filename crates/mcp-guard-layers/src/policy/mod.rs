@@ -72,6 +72,8 @@ mod body;
 pub mod catalog;
 mod filter;
 pub mod pins;
+#[cfg(test)]
+mod proptests;
 pub mod rules;
 pub mod schema;
 mod tool_call;

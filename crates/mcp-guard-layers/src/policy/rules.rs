@@ -143,7 +143,7 @@ impl AccessPolicy {
         let mut allowed = false;
         for rule in &self.rules {
             let applies = rule.everyone || subject.is_some_and(|s| rule.subjects.contains(s));
-            let Some(set) = &rule.patterns[kind.index()] else { continue };
+            let Some(Some(set)) = rule.patterns.get(kind.index()) else { continue };
             if applies && set.is_match(name) {
                 match rule.effect {
                     Effect::Deny => return false,
@@ -191,11 +191,13 @@ impl Rule {
 }
 
 /// True when a path segment of `uri` is `.` or `..`, spelled plainly or
-/// percent-encoded, with `/` or `\\` as separators.
+/// percent-encoded, with `/` or `\\` as separators, also percent-encoded (a
+/// server may decode the path before resolving it), or ending where a query
+/// or fragment starts (`file:///public/..?x` resolves to `file:///`).
 fn has_dot_segment(uri: &str) -> bool {
-    uri.split(['/', '\\']).any(|segment| {
-        let lower = segment.to_ascii_lowercase();
-        let decoded = lower.replace("%2e", ".");
+    let lower = uri.to_ascii_lowercase().replace("%2f", "/").replace("%5c", "\\");
+    lower.split(['/', '\\', '?', '#']).any(|segment| {
+        let decoded = segment.replace("%2e", ".");
         decoded == "." || decoded == ".."
     })
 }

@@ -216,6 +216,30 @@ async fn sse_lists_are_filtered_event_by_event_keeping_ids_and_keep_alives() {
     assert!(text.contains("\"nextCursor\":\"n2\""));
 }
 
+/// Found by the `sse` fuzz target: a stream starting with a byte order mark
+/// cut short, sent a byte at a time, lost its first event on the way out.
+#[tokio::test]
+async fn a_split_partial_bom_is_not_passed_on_as_a_keep_alive() {
+    let stream: &[u8] = b"\xEF\xBB:\ndata: 2\n\nid: b\0c\ndata: 3\ndata: x\n\n";
+    let chunks: Vec<Bytes> = stream.chunks(1).map(Bytes::copy_from_slice).collect();
+    let inner = service_fn(move |_req: Request<Full<Bytes>>| {
+        let mut res = Response::new(Chunks(chunks.clone().into()));
+        res.headers_mut().insert(header::CONTENT_TYPE, "text/event-stream".parse().expect("ct"));
+        async move { Ok::<_, Infallible>(res) }
+    });
+    let svc = AccessPolicyLayer::new(Some(policy()), None).layer(inner);
+    let res = svc
+        .oneshot(request(Method::POST, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, None))
+        .await
+        .expect("ok");
+    let out = res.into_body().collect().await.expect("body").to_bytes();
+    let (mut sent, mut seen) = (Vec::new(), Vec::new());
+    crate::sse::SseParser::new(1024).feed(stream, &mut sent).expect("small");
+    crate::sse::SseParser::new(1024).feed(&out, &mut seen).expect("small");
+    assert_eq!(seen, sent, "the client reads what the upstream sent: {}", out.escape_ascii());
+    assert_eq!(seen.len(), 2);
+}
+
 #[tokio::test]
 async fn a_get_stream_is_filtered_by_shape_only_when_something_can_be_hidden() {
     let sse = format!("data: {}\n\n", TOOLS.replace('\n', ""));

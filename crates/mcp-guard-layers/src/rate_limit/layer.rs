@@ -124,13 +124,7 @@ pub struct RateLimitLayer {
 impl RateLimitLayer {
     /// Enforces `config`.
     pub fn new(config: RateLimitConfig) -> Self {
-        let caller = Rule::new(LimitScope::Caller, config.caller_quota());
-        // Most specific first: tool, then method, then caller.
-        let tools = config.per_tool.iter().map(|(tool, q)| Rule::new(LimitScope::Tool(tool.as_str().into()), *q));
-        let methods =
-            config.per_method.iter().map(|(method, q)| Rule::new(LimitScope::Method(method.as_str().into()), *q));
-        let rules = tools.chain(methods).chain(std::iter::once(caller)).collect();
-        RateLimitLayer { limits: Arc::new(Limits { rules }) }
+        RateLimitLayer { limits: Arc::new(Limits::new(&config, DefaultClock::default())) }
     }
 
     /// Checks a request's extensions against every applicable limit and, if
@@ -155,15 +149,12 @@ impl RateLimitLayer {
     /// too (once a minute is plenty), or the number of tracked callers only
     /// grows.
     pub fn housekeeping(&self) {
-        for rule in self.limits.rules.iter() {
-            rule.limiter.retain_recent();
-            rule.limiter.shrink_to_fit();
-        }
+        self.limits.housekeeping();
     }
 
     /// How many (caller, limit) buckets are tracked, summed over all limits.
     pub fn len(&self) -> usize {
-        self.limits.rules.iter().map(|rule| rule.limiter.len()).sum()
+        self.limits.len()
     }
 
     /// True when no bucket is tracked.
@@ -180,13 +171,36 @@ impl<S> Layer<S> for RateLimitLayer {
     }
 }
 
-/// Every limit, most specific first.
+/// Every limit, most specific first. Generic over the clock so property
+/// tests can drive time with governor's fake clock; the gateway uses the default.
 #[derive(Debug)]
-pub(super) struct Limits {
-    pub(super) rules: Box<[Rule]>,
+pub(super) struct Limits<C: Clock = DefaultClock> {
+    pub(super) rules: Box<[Rule<C>]>,
 }
 
-impl Limits {
+impl<C: Clock + Clone> Limits<C> {
+    pub(super) fn new(config: &RateLimitConfig, clock: C) -> Self {
+        let rule = |scope, quota| Rule::new(scope, quota, clock.clone());
+        let caller = rule(LimitScope::Caller, config.caller_quota());
+        // Most specific first: tool, then method, then caller.
+        let tools = config.per_tool.iter().map(|(tool, q)| rule(LimitScope::Tool(tool.as_str().into()), *q));
+        let methods = config.per_method.iter().map(|(method, q)| rule(LimitScope::Method(method.as_str().into()), *q));
+        Limits { rules: tools.chain(methods).chain(std::iter::once(caller)).collect() }
+    }
+}
+
+impl<C: Clock> Limits<C> {
+    pub(super) fn housekeeping(&self) {
+        for rule in self.rules.iter() {
+            rule.limiter.retain_recent();
+            rule.limiter.shrink_to_fit();
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.rules.iter().map(|rule| rule.limiter.len()).sum()
+    }
+
     pub(super) fn check(&self, extensions: &http::Extensions) -> Result<(), RateLimitExceeded> {
         let messages = extensions.get::<crate::jsonrpc::Inspection>().map_or(&[][..], |i| &i.messages[..]);
         let mut probe = Probe { caller: CallerKey::of(extensions), mode: Mode::Peek };
@@ -210,24 +224,24 @@ impl Limits {
     }
 }
 
-type Limiter = RateLimiter<Probe, PeekableStore, DefaultClock, NoOpMiddleware<<DefaultClock as Clock>::Instant>>;
+type Limiter<C> = RateLimiter<Probe, PeekableStore, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// One limit with its buckets.
 #[derive(Debug)]
-pub(super) struct Rule {
+pub(super) struct Rule<C: Clock = DefaultClock> {
     pub(super) scope: LimitScope,
     pub(super) per_minute: NonZeroU32,
     pub(super) burst: NonZeroU32,
-    limiter: Limiter,
+    limiter: Limiter<C>,
 }
 
-impl Rule {
-    fn new(scope: LimitScope, quota: RateQuota) -> Self {
+impl<C: Clock> Rule<C> {
+    fn new(scope: LimitScope, quota: RateQuota, clock: C) -> Self {
         Rule {
             scope,
             per_minute: quota.per_minute,
             burst: quota.effective_burst(),
-            limiter: RateLimiter::new(quota.governor_quota(), PeekableStore::default(), DefaultClock::default()),
+            limiter: RateLimiter::new(quota.governor_quota(), PeekableStore::default(), clock),
         }
     }
 

@@ -125,6 +125,8 @@
 
 mod charge;
 mod layer;
+#[cfg(test)]
+mod proptests;
 mod service;
 
 pub use charge::{Charge, Charges};

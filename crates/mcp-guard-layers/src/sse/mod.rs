@@ -37,6 +37,8 @@
 
 use std::fmt;
 
+use bytes::{BufMut, BytesMut};
+
 /// A UTF-8 byte order mark, skipped once at the start of a stream.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -58,6 +60,36 @@ pub struct SseEvent {
     /// The `retry` field of this event's block, in milliseconds, if it had a
     /// valid one.
     pub retry: Option<u64>,
+}
+
+impl SseEvent {
+    /// Writes this event to `out` in wire form with `data` as its data
+    /// (pass `self.data` to re-emit it unchanged, or a rewritten payload):
+    /// `event`, `id` and `retry` are kept, so `Last-Event-ID` resumption
+    /// still works on a stream something in between re-encoded.
+    pub fn encode_with_data(&self, data: &[u8], out: &mut BytesMut) {
+        if let Some(kind) = &self.event {
+            put_field(out, b"event", kind.as_bytes());
+        }
+        if let Some(id) = &self.id {
+            put_field(out, b"id", id.as_bytes());
+        }
+        if let Some(retry) = self.retry {
+            put_field(out, b"retry", retry.to_string().as_bytes());
+        }
+        // The parser joined data lines with LF and no value holds CR: split back.
+        for line in data.split(|&b| b == b'\n') {
+            put_field(out, b"data", line);
+        }
+        out.put_u8(b'\n');
+    }
+}
+
+fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.put_u8(b'\n');
 }
 
 /// Why [`SseParser::feed`] dropped an event.
@@ -176,11 +208,13 @@ impl SseParser {
     }
 
     /// True between events: no partial line, no field of an unfinished
-    /// event, and no dropped event being skipped is held. A chunk fed between
-    /// two such points that completed no event held only comments and blank
-    /// lines.
+    /// event, no dropped event being skipped and no start of a byte order
+    /// mark is held. A chunk fed between two such points that completed no
+    /// event held only comments and blank lines.
     pub fn at_event_boundary(&self) -> bool {
-        self.line.is_empty()
+        // Held BOM bytes that turn out not to be one begin the first line.
+        !matches!(self.bom_seen, Some(n) if n > 0)
+            && self.line.is_empty()
             && !self.skip_line
             && !self.discarding
             && !self.after_cr

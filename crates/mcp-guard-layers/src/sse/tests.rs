@@ -118,6 +118,24 @@ fn bom_is_skipped_once_at_stream_start() {
     }
 }
 
+/// Found by the `sse` fuzz target: a chunk holding only the start of a BOM
+/// counted as "between events", so the policy passed those bytes on as a
+/// keep-alive and the client read them as the start of the next line.
+#[test]
+fn a_held_bom_start_is_not_an_event_boundary() {
+    let mut parser = SseParser::new(LIMIT);
+    let mut out = Vec::new();
+    assert!(parser.at_event_boundary(), "a fresh stream");
+    for (chunk, boundary) in [(&b"\xEF"[..], false), (b"\xBB", false), (b"\xBF", true), (b": ping\n", true)] {
+        parser.feed(chunk, &mut out).expect("small");
+        assert_eq!(parser.at_event_boundary(), boundary, "after {}", chunk.escape_ascii());
+    }
+    parser.finish();
+    parser.feed(b"\xEF", &mut out).expect("small");
+    assert!(!parser.at_event_boundary(), "a BOM start after a reconnection");
+    assert!(out.is_empty());
+}
+
 #[test]
 fn fields_follow_the_spec() {
     let x = |id: Option<&str>, retry: Option<u64>| ev(None, "x", id, retry);

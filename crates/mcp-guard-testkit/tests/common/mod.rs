@@ -21,6 +21,9 @@ use rmcp::{
     transport::StreamableHttpClientTransport,
 };
 
+pub mod events;
+pub mod load;
+
 /// The stdio test server binary cargo built for this package.
 pub const TEST_SERVER: &str = env!("CARGO_BIN_EXE_mcp-test-server");
 
@@ -57,6 +60,13 @@ impl Gateway {
 
     pub async fn http(upstream_url: &str, extra: &str) -> Gateway {
         Gateway::start(&format!("[upstream]\nurl = {upstream_url:?}\n{extra}")).await
+    }
+
+    /// Reloads from a new TOML config (as SIGHUP does): `Err` with the message when refused.
+    pub fn reload(&self, toml: &str) -> Result<(), String> {
+        let overrides = Overrides { listen: Some("127.0.0.1:0".into()), ..Overrides::default() };
+        let config = load_from_str(toml, "test.toml", std::iter::empty(), &overrides).map_err(|e| e.to_string())?;
+        self.running.as_ref().expect("running").reload(config).map_err(|e| e.to_string())
     }
 
     pub async fn shutdown(mut self) {

@@ -105,8 +105,9 @@ pub struct AuditLayer {
 /// What every request of the endpoint shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    /// `None` when `output = "off"`.
-    pub(crate) writer: Option<Writer>,
+    /// `None` when `output = "off"`. Shared with the layers of later
+    /// configurations (reload) as long as `[audit]` does not change.
+    pub(crate) writer: Option<Arc<Writer>>,
     tools: HashMap<String, ToolAudit>,
     default_tool: ToolAudit,
     /// Lowercase keys.
@@ -122,12 +123,12 @@ impl AuditLayer {
     pub fn new(config: &AuditConfig, catalog: Option<ToolCatalog>) -> io::Result<AuditLayer> {
         let writer = match &config.output {
             AuditOutput::Off => None,
-            AuditOutput::Stdout => Some(Writer::start(Target::Stdout)?),
-            AuditOutput::File(path) => Some(Writer::start(Target::File {
+            AuditOutput::Stdout => Some(Arc::new(Writer::start(Target::Stdout)?)),
+            AuditOutput::File(path) => Some(Arc::new(Writer::start(Target::File {
                 path: path.clone(),
                 max_size: config.max_file_size,
                 max_files: config.max_files,
-            })?),
+            })?)),
         };
         let shared = Shared {
             writer,
@@ -137,6 +138,20 @@ impl AuditLayer {
             catalog,
         };
         Ok(AuditLayer { shared: Arc::new(shared) })
+    }
+
+    /// The same log (one writer, so one file and one rotation) with another
+    /// tool catalog: for a reloaded configuration whose `[audit]` is unchanged.
+    pub fn with_catalog(&self, catalog: Option<ToolCatalog>) -> AuditLayer {
+        let s = &self.shared;
+        let shared = Shared {
+            writer: s.writer.clone(),
+            tools: s.tools.clone(),
+            default_tool: s.default_tool,
+            redact: s.redact.clone(),
+            catalog,
+        };
+        AuditLayer { shared: Arc::new(shared) }
     }
 
     /// Blocks until the records of finished requests are written (at most

@@ -124,9 +124,7 @@ pub(crate) fn decide(id: &RequestId, outcome: &Outcome) -> (&'static str, Option
             | Rejection::UpstreamTimeout
             | Rejection::UpstreamResponseTooLarge
             | Rejection::UpstreamInvalidResponse),
-        ) => {
-            ("allow", Some(r.reason()), true)
-        }
+        ) => ("allow", Some(r.reason()), true),
         Some(r) => ("deny", Some(r.reason()), false),
         None => {
             let failed = outcome.body_error || outcome.status.is_some_and(|s| s >= 500);

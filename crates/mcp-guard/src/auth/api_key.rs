@@ -19,8 +19,9 @@ use mcp_guard_layers::identity::{AuthMethod, Principal};
 pub const KEY_PREFIX: &str = "mcpg_";
 const HASH_PREFIX: &str = "sha256:";
 
-/// The configured keys.
-#[derive(Clone, Debug, Default)]
+/// The configured keys. `PartialEq` compares configurations (reload), never
+/// a presented key: that is [`ApiKeys::verify`]'s constant-time job.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ApiKeys {
     keys: Vec<([u8; 32], Principal)>,
 }

@@ -52,7 +52,7 @@ struct RawToolAudit {
 }
 
 /// Validated audit settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AuditConfig {
     /// Where records go. Default [`AuditOutput::Off`]: no audit log (the
     /// `tools/call` metrics are kept whatever the output).

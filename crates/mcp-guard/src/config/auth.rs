@@ -63,7 +63,7 @@ pub(crate) struct RawSecretSource {
 }
 
 /// Validated authentication settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AuthConfig {
     /// This gateway's canonical resource URL (RFC 8707), e.g.
     /// `https://mcp.example.com/mcp`. Default, on a loopback listener:
@@ -87,7 +87,7 @@ pub struct AuthConfig {
 }
 
 /// Validated JWT settings (turned into a verifier once the port is known).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct JwtConfig {
     /// Required `iss`.
     pub issuer: String,

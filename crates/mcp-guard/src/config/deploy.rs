@@ -50,7 +50,7 @@ pub struct TlsConfig {
 }
 
 /// A Redis deployment shared by the replicas.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RedisConfig {
     /// Server URLs: one for a single server, the seed nodes for a cluster.
     /// Secret: a URL may carry a password.

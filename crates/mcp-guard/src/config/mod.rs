@@ -24,9 +24,9 @@ pub use auth::{AuthConfig, JwtConfig, hash_api_key};
 pub use deploy::{BackendFailure, RateLimitBackend, RedisConfig, SealingKey, SessionSealing, TlsConfig};
 pub use load::{Overrides, load, load_from_str};
 pub use policy::PolicyConfig;
-pub use upstream::UpstreamLimits;
 use raw::RawConfig;
 pub(crate) use units::{parse_duration, parse_size};
+pub use upstream::UpstreamLimits;
 
 /// A bad configuration: which key or variable, and what is allowed.
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +156,7 @@ pub struct RateLimitSettings {
 }
 
 /// Which MCP server the gateway fronts.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum UpstreamConfig {
     /// The built-in rmcp demo server (no `url` or `command` given).
     Demo,
@@ -167,7 +167,7 @@ pub enum UpstreamConfig {
 }
 
 /// A Streamable HTTP upstream.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HttpUpstreamConfig {
     /// The upstream MCP endpoint, e.g. `http://127.0.0.1:9000/mcp`.
     pub url: Uri,
@@ -182,12 +182,13 @@ pub struct HttpUpstreamConfig {
 }
 
 /// A stdio upstream.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StdioConfig {
     /// Program and arguments. Spawned directly, never through a shell.
     pub argv: Vec<String>,
-    /// Variables set in the child's otherwise empty environment.
-    pub env: Vec<(String, String)>,
+    /// Variables set in the child's otherwise empty environment. The values
+    /// are often the server's credentials (API tokens): never printed.
+    pub env: Vec<(String, crate::secret::Secret)>,
     /// Variables copied from the gateway's environment when set. Default
     /// `PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR`: enough to run
     /// interpreters, never the gateway's secrets.
@@ -202,7 +203,7 @@ pub struct StdioConfig {
 }
 
 /// Log output.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
     /// JSON lines (default) or human-readable text.
     pub json: bool,
@@ -298,7 +299,7 @@ impl Config {
                 }
                 UpstreamConfig::Stdio(StdioConfig {
                     argv,
-                    env: raw.stdio.env.into_iter().collect(),
+                    env: raw.stdio.env.into_iter().map(|(k, v)| (k, crate::secret::Secret::new(v))).collect(),
                     env_passthrough: raw
                         .stdio
                         .env_passthrough

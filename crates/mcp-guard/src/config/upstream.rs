@@ -10,9 +10,10 @@ use super::{ConfigError, duration, invalid, raw::RawUpstream, units::parse_size}
 /// Bounds on one upstream, HTTP or stdio (`[upstream]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamLimits {
-    /// Longest single message from the upstream: a JSON body, one SSE
-    /// event, one stdout line. Default 16 MiB; a longer one is dropped and
-    /// counted (a JSON answer becomes 502 `upstream_response_too_large`).
+    /// Longest single message from the upstream: a JSON body (each message
+    /// of a JSON batch), one SSE event, one stdout line. Default 16 MiB; a
+    /// longer one is dropped and counted (a JSON answer becomes 502
+    /// `upstream_response_too_large`).
     pub max_message_size: usize,
     /// Most bytes in one answer to a POST: a JSON body or a whole SSE
     /// stream. Default 64 MiB. A GET stream lives as long as the session,
@@ -22,6 +23,8 @@ pub struct UpstreamLimits {
     /// Default 60s. A progress notification for the request restarts the
     /// clock, up to `max_request_duration`. The client then gets a JSON-RPC
     /// error for that id, and the upstream a `notifications/cancelled`.
+    /// Over HTTP, an answer whose headers (or whole JSON body) do not come
+    /// in time is 504 `upstream_timeout` instead: there is no stream yet.
     pub request_timeout: Duration,
     /// Upper bound on a request's wait however much progress it reports
     /// (the spec's "maximum timeout"). Default 10 minutes.
@@ -29,13 +32,16 @@ pub struct UpstreamLimits {
     /// Requests of one session that may wait on the upstream at once.
     /// Default 64; past it, 429 `too_many_pending_requests`, so a stalled
     /// upstream session cannot hold an unbounded number of client requests.
+    /// Over HTTP, requests without a session (`initialize`, a stateless
+    /// upstream) belong to none and are not counted.
     pub max_pending_per_session: usize,
     /// Server-to-client requests (sampling, elicitation, roots) one session
     /// may have unanswered at once. Default 16; more are dropped and counted.
     pub max_server_requests_per_session: usize,
     /// Time the client has to answer a server-to-client request before the
-    /// gateway answers the upstream with an error itself. Default 10
-    /// minutes: elicitation waits for a person.
+    /// gateway answers the upstream with an error itself (stdio; an HTTP
+    /// upstream times its own requests out, and the gateway only frees the
+    /// slot). Default 10 minutes: elicitation waits for a person.
     pub server_request_timeout: Duration,
 }
 
@@ -125,8 +131,14 @@ mod tests {
                 "upstream.max_response_size",
                 RawUpstream { max_response_size: Some("2KiB".into()), ..Default::default() },
             ),
-            ("upstream.max_pending_per_session", RawUpstream { max_pending_per_session: Some(0), ..Default::default() }),
-            ("upstream.max_request_duration", RawUpstream { max_request_duration: Some("1s".into()), ..Default::default() }),
+            (
+                "upstream.max_pending_per_session",
+                RawUpstream { max_pending_per_session: Some(0), ..Default::default() },
+            ),
+            (
+                "upstream.max_request_duration",
+                RawUpstream { max_request_duration: Some("1s".into()), ..Default::default() },
+            ),
         ];
         for (key, raw) in cases {
             match UpstreamLimits::from_raw(&raw) {

@@ -4,9 +4,15 @@ mod linger;
 mod listener;
 mod observe;
 mod pipeline;
+mod reload;
 mod tls;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use arc_swap::ArcSwap;
 
 use std::time::Duration;
 
@@ -19,7 +25,7 @@ use mcp_guard_layers::{
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-pub use self::tls::TlsError;
+pub use self::{reload::ReloadError, tls::TlsError};
 
 use crate::{
     auth::{Authenticator, ResourceMetadata},
@@ -35,13 +41,23 @@ const JANITOR_TICK: Duration = Duration::from_secs(30);
 /// How long shutdown waits for queued audit records to be written.
 const AUDIT_FLUSH: Duration = Duration::from_secs(5);
 
+/// Swaps in a validated configuration (see [`Running::reload`]).
+type Reloader = Box<dyn Fn(Config) -> Result<(), ReloadError> + Send + Sync>;
+
 /// A gateway that is listening.
-#[derive(Debug)]
 pub struct Running {
     addr: SocketAddr,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    /// Taken by the first [`shutdown`](Running::shutdown).
+    task: Mutex<Option<JoinHandle<()>>>,
     tls: Option<Arc<tls::Certificates>>,
+    reload: Reloader,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("addr", &self.addr).field("tls", &self.tls.is_some()).finish_non_exhaustive()
+    }
 }
 
 impl Running {
@@ -50,19 +66,39 @@ impl Running {
         self.addr
     }
 
-    /// Re-reads `tls.cert` and `tls.key` (as SIGHUP does): new connections
-    /// get the new certificate, open ones keep theirs. On failure the
-    /// current certificate stays. Does nothing without TLS.
+    /// Re-reads `tls.cert` and `tls.key`: new connections get the new
+    /// certificate, open ones keep theirs. On failure the current
+    /// certificate stays. Does nothing without TLS. [`reload`](Self::reload)
+    /// does this too.
     pub fn reload_tls(&self) -> Result<(), TlsError> {
         self.tls.as_ref().map_or(Ok(()), |certificates| certificates.reload())
     }
 
+    /// Serves `config` from the next request on (what SIGHUP does, with the
+    /// configuration re-read from its sources). `config` is already
+    /// validated; its layers are built before anything is swapped, so any
+    /// error leaves the running configuration serving, unchanged. Requests
+    /// already running finish under the configuration they started with;
+    /// sessions, rate-limit buckets, learned pins and metrics carry over.
+    /// Also re-reads the TLS certificate. Call it from a blocking-capable
+    /// context: it may open files (audit log, certificates).
+    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        (self.reload)(config)?;
+        self.reload_tls()?;
+        Ok(())
+    }
+
     /// Stops accepting, lets in-flight requests finish within the
     /// configured bound, ends upstream sessions and children, and returns.
-    pub async fn shutdown(self) {
+    /// Takes `&self` so a reload trigger may still hold the gateway; a
+    /// second call returns at once.
+    pub async fn shutdown(&self) {
         self.stop.cancel();
-        // A panic inside the server task has already been logged by tokio.
-        let _ = self.task.await;
+        let task = self.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(task) = task {
+            // A panic inside the server task has already been logged by tokio.
+            let _ = task.await;
+        }
     }
 }
 
@@ -102,34 +138,55 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listen_error = |source| StartError::Listen { addr: config.listen, source };
     let listener = TcpListener::bind(config.listen).await.map_err(listen_error)?;
     let addr = listener.local_addr().map_err(listen_error)?;
-    let auth = auth_layers(&config, addr).map_err(StartError::Auth)?;
-    let mut shared = pipeline::Shared::new(&config, None).map_err(StartError::Audit)?;
-    if let Some(global) = GlobalRateLimitLayer::from_config(&config)? {
-        // Buckets in Redis replace the in-memory ones at step 15.
-        shared.rate_limit = None;
-        shared.global_rate_limit = Some(global);
-    }
-    let ended = crate::redis::ended_sessions(&config)?;
-    shared.sealed = crate::session_seal::layer_for(&config, ended)?;
+    let ended = reload::EndedStore::default();
+    let (shared, metadata) = reload::layers(&config, addr, &ended, None)?;
     let listener = (listener, tls);
+    let site = Site { addr, ended, metadata };
     Ok(match &config.upstream {
-        UpstreamConfig::Demo => launch(&config, listener, addr, auth, shared, EmbeddedUpstream::demo()),
-        UpstreamConfig::Http(http) => launch(&config, listener, addr, auth, shared, HttpUpstream::new(http)),
+        UpstreamConfig::Demo => launch(config, listener, site, shared, EmbeddedUpstream::demo()),
+        UpstreamConfig::Http(http) => {
+            let upstream = HttpUpstream::new(http);
+            launch(config, listener, site, shared, upstream)
+        }
         UpstreamConfig::Stdio(stdio) => {
-            launch(&config, listener, addr, auth, shared, StdioUpstream::new(stdio.clone()))
+            let upstream = StdioUpstream::new(stdio.clone());
+            launch(config, listener, site, shared, upstream)
         }
     })
 }
 
-type AuthSetup = Option<(pipeline::AuthLayers, ResourceMetadata)>;
+/// What the first configuration fixed for the life of the process.
+struct Site {
+    addr: SocketAddr,
+    ended: reload::EndedStore,
+    /// The first generation's RFC 9728 document (later ones bring their own).
+    metadata: Option<ResourceMetadata>,
+}
 
-/// The authentication layers and the RFC 9728 document, for the bound address.
-fn auth_layers(config: &Config, addr: SocketAddr) -> Result<AuthSetup, String> {
-    let Some(auth) = &config.auth else { return Ok(None) };
+pub(crate) type AuthSetup = Option<(pipeline::AuthLayers, ResourceMetadata)>;
+
+/// This gateway's resource URL (RFC 8707) and its RFC 9728 document.
+fn resource_metadata(
+    auth: &crate::config::AuthConfig,
+    config: &Config,
+    addr: SocketAddr,
+) -> Result<(String, ResourceMetadata), String> {
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let resource =
         auth.resource.clone().unwrap_or_else(|| format!("{scheme}://127.0.0.1:{}{}", addr.port(), config.path));
     let metadata = ResourceMetadata::new(&resource, &auth.authorization_servers, &auth.scopes_supported)?;
+    Ok((resource, metadata))
+}
+
+/// The RFC 9728 document alone, for a reload that keeps the authentication layers.
+pub(crate) fn metadata_only(config: &Config, addr: SocketAddr) -> Result<Option<ResourceMetadata>, String> {
+    config.auth.as_ref().map(|auth| resource_metadata(auth, config, addr).map(|(_, metadata)| metadata)).transpose()
+}
+
+/// The authentication layers and the RFC 9728 document, for the bound address.
+pub(crate) fn auth_layers(config: &Config, addr: SocketAddr) -> Result<AuthSetup, String> {
+    let Some(auth) = &config.auth else { return Ok(None) };
+    let (resource, metadata) = resource_metadata(auth, config, addr)?;
     let jwt = auth.jwt.as_ref().map(|jwt| crate::auth::jwt_verifier(jwt, &resource)).transpose()?;
     let authenticator = Authenticator::new(auth.api_keys.clone(), jwt);
     let hint = if auth.required_scopes.is_empty() { &auth.scopes_supported } else { &auth.required_scopes };
@@ -143,25 +200,84 @@ fn auth_layers(config: &Config, addr: SocketAddr) -> Result<AuthSetup, String> {
 }
 
 fn launch<U: Upstream>(
-    config: &Config,
+    config: Config,
     (listener, tls): (TcpListener, Option<(tokio_rustls::TlsAcceptor, Arc<tls::Certificates>)>),
-    addr: SocketAddr,
-    auth: AuthSetup,
-    mut shared: pipeline::Shared,
+    site: Site,
+    shared: pipeline::Shared,
     upstream: U,
 ) -> Running {
     let upstream = Arc::new(upstream);
-    let (auth, metadata) = auth.unzip();
-    shared.auth = auth;
-    log_settings(config, addr, &shared, upstream.kind());
+    let addr = site.addr;
+    log_settings(&config, addr, &shared, upstream.kind());
     if config.metrics {
         // Installs the recorder before the first request is counted.
         telemetry::metrics();
     }
+    // HSTS only over TLS: over plain HTTP the header is ignored (RFC 6797
+    // §8.1) and would be a false promise.
+    let hsts = tls.is_some();
+    let first = generation(config, addr, shared, site.metadata, &upstream, hsts);
+    let (grace, header_timeout) = (first.config.shutdown_timeout, first.config.header_read_timeout);
+    let current = Arc::new(ArcSwap::from_pointee(first));
+    let service = reload::Current(Arc::clone(&current));
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let janitor = tokio::spawn(janitor(Arc::clone(&current), Arc::clone(&upstream)));
+    let (acceptor, certificates) = tls.unzip();
+    let task = {
+        let (upstream, current) = (Arc::clone(&upstream), Arc::clone(&current));
+        tokio::spawn(async move {
+            listener::serve(listener, service, token, listener::Limits { grace, header_timeout }, acceptor).await;
+            janitor.abort();
+            upstream.shutdown().await;
+            // Records of the last requests are still queued: write them out.
+            let audit = current.load().shared.audit.clone();
+            let _ = tokio::task::spawn_blocking(move || audit.flush(AUDIT_FLUSH)).await;
+            tracing::info!(target: "mcp_guard", "stopped");
+        })
+    };
+    let (ended, swap) = (site.ended, Mutex::new(()));
+    let reload: Reloader = Box::new(move |config: Config| {
+        // One reload at a time: SIGHUP and the file watch may race.
+        let _one = swap.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = current.load_full();
+        if let Some(key) = reload::restart_required(&old.config, &config) {
+            return Err(ReloadError::RestartRequired(key));
+        }
+        let (shared, metadata) = reload::layers(&config, addr, &ended, Some((&old.config, &old.shared)))?;
+        current.store(Arc::new(generation(config, addr, shared, metadata, &upstream, hsts)));
+        tracing::info!(target: "mcp_guard", "config_reloaded");
+        Ok(())
+    });
+    Running { addr, stop, task: Mutex::new(Some(task)), tls: certificates, reload }
+}
+
+/// The whole request path for one configuration: steps 0–17 and the routes.
+fn generation<U: Upstream>(
+    config: Config,
+    addr: SocketAddr,
+    shared: pipeline::Shared,
+    metadata: Option<ResourceMetadata>,
+    upstream: &Arc<U>,
+    hsts: bool,
+) -> reload::Generation<
+    impl tower::Service<
+        http::Request<BoxBody>,
+        Response = http::Response<BoxBody>,
+        Error = std::convert::Infallible,
+        Future: Send,
+    >
+    + Clone
+    + Send
+    + Sync
+    + 'static
+    + use<U>,
+> {
+    let endpoint = pipeline::mcp_endpoint(&config, addr.port(), &shared, Arc::clone(upstream));
     let mut routes = Router::new()
-        .route_service(&config.path, pipeline::mcp_endpoint(config, addr.port(), &shared, Arc::clone(&upstream)))
+        .route_service(&config.path, endpoint)
         .route("/health", get(health))
-        .route("/ready", get(ready::<U>).with_state((Arc::clone(&upstream), shared.global_rate_limit.clone())));
+        .route("/ready", get(ready::<U>).with_state((Arc::clone(upstream), shared.global_rate_limit.clone())));
     if config.metrics {
         routes = routes.route("/metrics", get(metrics));
     }
@@ -171,29 +287,9 @@ fn launch<U: Upstream>(
             routes = routes.route(path, get(move || async move { json(document) }));
         }
     }
-    let routes = routes.fallback(not_found).with_state(Arc::clone(&upstream));
-    // HSTS only over TLS: over plain HTTP the header is ignored (RFC 6797
-    // §8.1) and would be a false promise.
-    let service = pipeline::around_routes(config, tls.is_some(), routes);
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let (grace, header_timeout) = (config.shutdown_timeout, config.header_read_timeout);
-    let audit = shared.audit.clone();
-    let janitor = tokio::spawn(janitor(shared, Arc::clone(&upstream)));
-    let (acceptor, certificates) = tls.unzip();
-    if let Some(certificates) = &certificates {
-        tls::reload_on_sighup(Arc::clone(certificates), stop.clone());
-    }
-    let task = tokio::spawn(async move {
-        listener::serve(listener, service, token, listener::Limits { grace, header_timeout }, acceptor).await;
-        janitor.abort();
-        upstream.shutdown().await;
-        // Records of the last requests are still queued: write them out.
-        let audit = audit.clone();
-        let _ = tokio::task::spawn_blocking(move || audit.flush(AUDIT_FLUSH)).await;
-        tracing::info!(target: "mcp_guard", "stopped");
-    });
-    Running { addr, stop, task, tls: certificates }
+    let routes = routes.fallback(not_found).with_state(Arc::clone(upstream));
+    let service = pipeline::around_routes(&config, hsts, routes);
+    reload::Generation { config, shared, service }
 }
 
 fn log_settings(config: &Config, addr: SocketAddr, shared: &pipeline::Shared, upstream: &str) {
@@ -229,10 +325,12 @@ fn log_settings(config: &Config, addr: SocketAddr, shared: &pipeline::Shared, up
 }
 
 /// Prunes idle rate-limit keys, runs metrics upkeep, refreshes gauges.
-async fn janitor<U: Upstream>(shared: pipeline::Shared, upstream: Arc<U>) {
+async fn janitor<U: Upstream, S>(current: Arc<ArcSwap<reload::Generation<S>>>, upstream: Arc<U>) {
     let mut tick = tokio::time::interval(JANITOR_TICK);
     loop {
         tick.tick().await;
+        let generation = current.load();
+        let shared = &generation.shared;
         if let Some(limiter) = &shared.rate_limit {
             limiter.housekeeping();
             metrics::gauge!("mcp_guard_rate_limit_keys").set(limiter.len() as f64);

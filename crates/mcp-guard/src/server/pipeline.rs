@@ -79,7 +79,7 @@ use mcp_guard_layers::{
 };
 use tower::{Service, ServiceBuilder, util::option_layer};
 
-use super::{linger::LingerLayer, observe::ObserveLayer};
+use super::{linger::LingerLayer, listener::Answering, observe::ObserveLayer};
 use crate::{
     audit::AuditLayer, body::BoxBody, config::Config, redis::GlobalRateLimitLayer, session_seal::SealedSessionLayer,
     upstream::Upstream,
@@ -130,6 +130,40 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The layers for a reloaded `config`, keeping what must outlive a
+    /// reload: sessions (owners, negotiated versions), rate-limit buckets
+    /// while the limits are unchanged, learned pins and seen definitions,
+    /// and the audit log's writer while `[audit]` is unchanged. Auth, the
+    /// Redis limiter and sealed sessions are the caller's, as in [`Shared::new`].
+    pub(crate) fn reloaded(config: &Config, old: &Config, previous: &Shared) -> std::io::Result<Self> {
+        let catalog = ToolCatalog::reloaded(config.policy.catalog.clone(), &previous.catalog);
+        let access = AccessPolicyLayer::new(config.policy.access.clone(), Some(catalog.clone()));
+        let audit = if config.audit == old.audit {
+            previous.audit.with_catalog(Some(catalog.clone()))
+        } else {
+            AuditLayer::new(&config.audit, Some(catalog.clone()))?
+        };
+        let rate_limit = if config.rate_limit == old.rate_limit {
+            previous.rate_limit.clone()
+        } else {
+            tracing::info!(target: "mcp_guard", "rate_limit_buckets_reset");
+            rate_limit_layer(config)
+        };
+        Ok(Shared {
+            versions: previous.versions.clone(),
+            owners: previous.owners.clone(),
+            sealed: None,
+            rate_limit,
+            global_rate_limit: None,
+            auth: None,
+            catalog,
+            access,
+            audit,
+        })
+    }
+}
+
 fn rate_limit_layer(config: &Config) -> Option<RateLimitLayer> {
     let settings = config.rate_limit.as_ref()?;
     Some(RateLimitLayer::new(crate::redis::rate_limit_config(settings)))
@@ -140,7 +174,11 @@ pub(crate) fn around_routes<S>(
     config: &Config,
     hsts: bool,
     routes: S,
-) -> impl Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible, Future: Send> + Clone + Send + 'static
+) -> impl Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static
++ use<S>
 where
     S: Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
@@ -165,8 +203,11 @@ pub(crate) fn mcp_endpoint<U: Upstream>(
     port: u16,
     shared: &Shared,
     upstream: Arc<U>,
-) -> impl Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible, Future: Send> + Clone + Send + 'static
-{
+) -> impl Service<Request<BoxBody>, Response = Response<BoxBody>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static
++ use<U> {
     let host_origin = config.host_origin(port);
     ServiceBuilder::new()
         .map_response(|res: Response<_>| res.map(BoxBody::new))
@@ -235,10 +276,16 @@ impl<U: Upstream> Service<Request<BoxBody>> for Endpoint<U> {
                         .increment(1);
                 }
             }
+            // A shared view of the body, kept so that a stream still open
+            // when the shutdown grace ends can answer its requests' ids.
+            let answering = req.extensions().get::<Inspection>().filter(|i| i.has_requests()).map(|i| i.body.clone());
             let start = Instant::now();
-            let response = upstream.handle(req).await;
+            let mut response = upstream.handle(req).await;
             metrics::histogram!("mcp_guard_upstream_duration_seconds", "upstream" => upstream.kind())
                 .record(start.elapsed().as_secs_f64());
+            if let Some(body) = answering.filter(|_| transport::is_event_stream(response.headers())) {
+                response.extensions_mut().insert(Answering(body));
+            }
             Ok(response)
         })
     }

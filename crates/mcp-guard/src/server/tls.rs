@@ -21,7 +21,6 @@ use rustls::{
     sign::CertifiedKey,
 };
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::TlsConfig;
 
@@ -109,34 +108,6 @@ pub(crate) fn acceptor(files: &TlsConfig) -> Result<(TlsAcceptor, Arc<Certificat
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok((TlsAcceptor::from(Arc::new(config)), certificates))
 }
-
-/// Reloads the certificate on every SIGHUP until `stop`.
-#[cfg(unix)]
-pub(crate) fn reload_on_sighup(certificates: Arc<Certificates>, stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(hangup) => hangup,
-        Err(e) => {
-            tracing::warn!(target: "mcp_guard", error = %e, "tls_sighup_handler_failed");
-            return;
-        }
-    };
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                received = hangup.recv() => if received.is_none() { break },
-                () = stop.cancelled() => break,
-            }
-            let certificates = Arc::clone(&certificates);
-            // File reads stay off the request threads. The outcome is logged by `reload`.
-            let _ = tokio::task::spawn_blocking(move || certificates.reload()).await;
-        }
-    });
-}
-
-/// No SIGHUP here: reloads happen through `Running::reload_tls` only.
-#[cfg(not(unix))]
-pub(crate) fn reload_on_sighup(_certificates: Arc<Certificates>, _stop: CancellationToken) {}
 
 fn load(files: &TlsConfig, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
     let cert_error = |message: String| TlsError::File { key: "tls.cert", path: files.cert.clone(), message };

@@ -73,4 +73,6 @@ pub fn layer_for(
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

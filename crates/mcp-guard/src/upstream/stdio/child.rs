@@ -3,23 +3,25 @@
 //! environment built from scratch.
 //!
 //! Each child gets four tasks: a writer (stdin), a reader (stdout, one
-//! JSON-RPC message per line, bounded), a stderr logger, and a supervisor
-//! that waits for exit or ends the child (close stdin, wait, then kill).
+//! JSON-RPC message per line, bounded; `inbound.rs` routes them), a stderr
+//! logger, and a supervisor that waits for exit or ends the child (close
+//! stdin, wait, then kill). The child leads its own process group, and the
+//! group is killed when the child is gone, so what a server started dies
+//! with its session.
 
 use std::{process::Stdio, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use mcp_guard_layers::jsonrpc::{MessageKind, classify_message};
-use serde_json::value::RawValue;
 use tokio::{
-    io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncWriteExt, BufReader},
     process::{Child, ChildStderr, ChildStdin, ChildStdout, Command},
     sync::mpsc,
 };
 
 use super::{
-    Shared,
-    session::{Route, Session},
+    Shared, inbound,
+    lines::{IdScan, Line, read_line},
+    session::Session,
 };
 use crate::config::StdioConfig;
 
@@ -40,13 +42,14 @@ pub(super) fn spawn(config: &StdioConfig) -> std::io::Result<Child> {
         }
     }
     command
-        .envs(config.env.iter().map(|(k, v)| (k, v)))
+        .envs(config.env.iter().map(|(k, v)| (k, v.expose())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     // Its own process group: a Ctrl-C at the terminal reaches the gateway,
-    // which then ends children in order, instead of killing them mid-reply.
+    // which then ends children in order, instead of killing them mid-reply;
+    // and the group is what `kill_group` ends with the session.
     #[cfg(unix)]
     command.process_group(0);
     command.spawn()
@@ -119,89 +122,56 @@ async fn write_stdin(session: Arc<Session>, mut stdin: ChildStdin, mut rx: mpsc:
 async fn read_stdout(shared: Arc<Shared>, session: Arc<Session>, stdout: ChildStdout) {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
-    let max = shared.config.limits.max_message_size;
-    loop {
-        match read_line(&mut reader, &mut line, max).await {
-            Ok(Some(true)) => {
-                let text = line.strip_suffix(b"\r").unwrap_or(&line);
-                if !text.iter().all(u8::is_ascii_whitespace) {
-                    deliver(&session, Bytes::copy_from_slice(text)).await;
+    let mut scan = IdScan::default();
+    let max = session.limits.max_message_size;
+    let read_all = async {
+        loop {
+            match read_line(&mut reader, &mut line, max, Some(&mut scan)).await {
+                Ok(Line::Complete) => {
+                    let text = line.strip_suffix(b"\r").unwrap_or(&line);
+                    if !text.iter().all(u8::is_ascii_whitespace) {
+                        inbound::deliver(&session, Bytes::copy_from_slice(text)).await;
+                    }
+                }
+                Ok(Line::TooLong) => inbound::oversized(&session, &scan).await,
+                Ok(Line::End) => break,
+                Err(e) => {
+                    tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), error = %e, "upstream_read_failed");
+                    break;
                 }
             }
-            Ok(Some(false)) => {
-                tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), max_bytes = max, "upstream_message_too_large");
-            }
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), error = %e, "upstream_read_failed");
-                break;
-            }
         }
+    };
+    tokio::select! {
+        () = read_all => {}
+        // Once the session is over, nothing the child writes has anywhere to
+        // go; and a process that inherited the pipe must not keep this task
+        // waiting on a client that stopped reading, or on an end of file.
+        () = session.ended.cancelled() => {}
     }
     shared.end(&session, "upstream closed its stdout");
-}
-
-/// Sends one message from the child to the stream waiting for it.
-async fn deliver(session: &Session, line: Bytes) {
-    let Ok(text) = std::str::from_utf8(&line) else {
-        tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), "upstream_invalid_message");
-        return;
-    };
-    if text.trim_start().starts_with('[') {
-        // A batch from the server: route each element on its own.
-        match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => {
-                for item in items {
-                    Box::pin(deliver(session, Bytes::copy_from_slice(item.get().as_bytes()))).await;
-                }
-            }
-            Err(_) => {
-                tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), "upstream_invalid_message")
-            }
-        }
-        return;
-    }
-    let Ok(info) = classify_message(text) else {
-        tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), "upstream_invalid_message");
-        return;
-    };
-    let route = match (&info.kind, &info.id, &info.progress_token) {
-        (MessageKind::Response, Some(id), _) => match session.route_response(id) {
-            Route::Dropped => {
-                tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), id = id.as_json(), "upstream_unsolicited_response");
-                return;
-            }
-            route => route,
-        },
-        (MessageKind::Notification, _, Some(token)) => {
-            session.route_progress(token).unwrap_or_else(|| session.route_unrelated(&line))
-        }
-        _ => session.route_unrelated(&line),
-    };
-    match route {
-        Route::Stream(stream) => {
-            if let Err(mpsc::error::SendError(line)) = stream.send(line).await {
-                // The POST stream's client went away: the GET stream may still be there.
-                let delivered = match session.standalone() {
-                    Some(standalone) => standalone.send(line).await.is_ok(),
-                    None => false,
-                };
-                if !delivered {
-                    tracing::debug!(target: "mcp_guard::upstream::stdio", session = session.short_id(), "upstream_message_undeliverable");
-                }
-            }
-        }
-        Route::Backlogged => {}
-        Route::Dropped => {
-            tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), "upstream_message_dropped");
-        }
-    }
 }
 
 async fn log_stderr(session: Arc<Session>, stderr: ChildStderr) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
-    while let Ok(Some(complete)) = read_line(&mut reader, &mut line, STDERR_LINE_MAX).await {
+    // Lines written just before the child exited are the ones that say why:
+    // keep reading a little past the end of the session, not forever.
+    let cut_off = async {
+        session.ended.cancelled().await;
+        tokio::time::sleep(EXIT_GRACE).await;
+    };
+    tokio::pin!(cut_off);
+    loop {
+        let read = tokio::select! {
+            read = read_line(&mut reader, &mut line, STDERR_LINE_MAX, None) => read,
+            () = &mut cut_off => break,
+        };
+        let complete = match read {
+            Ok(Line::Complete) => true,
+            Ok(Line::TooLong) => false,
+            Ok(Line::End) | Err(_) => break,
+        };
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end();
         tracing::info!(
@@ -224,6 +194,9 @@ async fn supervise(shared: Arc<Shared>, session: Arc<Session>, mut child: Child)
             match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
                 Ok(status) => status,
                 Err(_) => {
+                    if let Some(pid) = pid {
+                        kill_group(pid).await;
+                    }
                     // kill() only fails when the child is already gone.
                     let _ = child.kill().await;
                     child.wait().await
@@ -231,6 +204,11 @@ async fn supervise(shared: Arc<Shared>, session: Arc<Session>, mut child: Child)
             }
         }
     };
+    // Whatever the server started and left behind is in its process group:
+    // it goes with the server, so no session leaves processes running.
+    if let Some(pid) = pid {
+        kill_group(pid).await;
+    }
     match status {
         Ok(status) => {
             tracing::info!(target: "mcp_guard::upstream::stdio", session = session.short_id(), pid, %status, "upstream_exited")
@@ -239,64 +217,49 @@ async fn supervise(shared: Arc<Shared>, session: Arc<Session>, mut child: Child)
             tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), pid, error = %e, "upstream_wait_failed")
         }
     }
+    // The reader delivers what the child wrote before it exited, then ends
+    // the session itself; ending it here first would answer requests whose
+    // responses are still in the pipe with an error.
+    let _ = tokio::time::timeout(EXIT_GRACE, session.ended.cancelled()).await;
     shared.end(&session, "upstream process exited");
 }
 
-/// Reads one `\n`-terminated line into `buf` (without the `\n`).
+/// Sends SIGKILL to the process group `pgid` (the child's, see [`spawn`]).
 ///
-/// `Ok(Some(true))`: a line. `Ok(Some(false))`: a line longer than `max`,
-/// skipped whole without buffering it. `Ok(None)`: end of stream. A final
-/// line without `\n` still counts as a line.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> std::io::Result<Option<bool>> {
-    buf.clear();
-    let mut overflow = false;
-    let mut seen_any = false;
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(seen_any.then_some(!overflow));
-        }
-        seen_any = true;
-        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (&available[..i], Some(i + 1)),
-            None => (available, None),
-        };
-        if !overflow {
-            if buf.len() + chunk.len() > max {
-                overflow = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(chunk);
-            }
-        }
-        let consumed = done.unwrap_or(available.len());
-        reader.consume(consumed);
-        if done.is_some() {
-            return Ok(Some(!overflow));
-        }
+/// The standard library signals only the process it spawned; reaching a
+/// group takes kill(2) with a negative pid, which rustix wraps safely.
+/// Failure is normal (no process left in the group) and only logged at debug.
+#[cfg(unix)]
+async fn kill_group(pgid: u32) {
+    let Some(group) = i32::try_from(pgid).ok().and_then(rustix::process::Pid::from_raw) else { return };
+    match rustix::process::kill_process_group(group, rustix::process::Signal::KILL) {
+        Ok(()) => tracing::debug!(target: "mcp_guard::upstream::stdio", pgid, "process_group_killed"),
+        Err(e) => tracing::debug!(target: "mcp_guard::upstream::stdio", pgid, error = %e, "process_group_kill_failed"),
     }
 }
+
+#[cfg(not(unix))]
+async fn kill_group(_pgid: u32) {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[tokio::test]
-    async fn lines_are_bounded_and_skipped_whole() {
-        let input = format!("short\n{}\nafter\nlast", "x".repeat(100));
-        let mut reader = BufReader::with_capacity(16, input.as_bytes());
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        while let Some(ok) = read_line(&mut reader, &mut buf, 10).await.expect("in-memory read") {
-            out.push((ok, String::from_utf8(buf.clone()).expect("utf8")));
+    async fn a_process_group_is_killed_whole() {
+        // A group leader and a member, as a stdio server and a process it started.
+        let mut leader = std::process::Command::new("sleep");
+        std::os::unix::process::CommandExt::process_group(&mut leader, 0);
+        let mut leader = leader.arg("30").spawn().expect("sleep runs");
+        let pgid = leader.id();
+        let mut member = std::process::Command::new("sleep");
+        std::os::unix::process::CommandExt::process_group(&mut member, i32::try_from(pgid).expect("a pid"));
+        let mut member = member.arg("30").spawn().expect("sleep runs");
+        kill_group(pgid).await;
+        for child in [&mut leader, &mut member] {
+            let status = child.wait().expect("reaped");
+            assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
         }
-        assert_eq!(
-            out,
-            [(true, "short".into()), (false, String::new()), (true, "after".into()), (true, "last".into())]
-        );
     }
 }

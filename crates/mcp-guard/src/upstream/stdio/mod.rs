@@ -7,8 +7,18 @@
 //! elicitation, roots) before the response; the client's answers to those
 //! come back as POSTs and go to the child's stdin. DELETE, an idle timeout,
 //! the child's exit, or shutdown end a session; its id is then unknown (404).
+//!
+//! The child is as untrusted as the client: whatever it does (garbage,
+//! floods, silence, answers to nobody, questions nobody answers) is bounded
+//! by `[upstream]` limits, stays within its own session, and is counted in
+//! `mcp_guard_upstream_violations_total{upstream="stdio"}`. Nothing that
+//! serves every session (the reaper, `end`) ever waits on one session's
+//! channels.
 
 mod child;
+mod inbound;
+mod lines;
+mod server_requests;
 mod session;
 
 use std::{
@@ -29,11 +39,11 @@ use mcp_guard_layers::{
     rejection::code,
     transport::MCP_SESSION_ID,
 };
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::task::TaskTracker;
 
-use self::session::{Session, error_response};
-use super::Upstream;
+use self::session::{PostStream, Refused, Session, error_response};
+use super::{Upstream, violation::Violation};
 use crate::{
     body::BoxBody,
     config::StdioConfig,
@@ -41,12 +51,18 @@ use crate::{
     sse::{self, SseBody},
 };
 
+/// The `upstream` label of this transport's logs and metrics.
+const KIND: &str = "stdio";
+
 /// Messages buffered per HTTP stream before the child waits for the client.
 const STREAM_BUFFER: usize = 64;
 /// Messages buffered for a child's stdin.
 const STDIN_BUFFER: usize = 64;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const REAPER_TICK: Duration = Duration::from_secs(1);
+/// How long an error the gateway owes a client may wait for room on a
+/// stream the client is not reading.
+const LATE_ANSWER: Duration = Duration::from_secs(30);
 
 /// The stdio upstream.
 #[derive(Debug)]
@@ -93,8 +109,7 @@ impl Shared {
         for (id, stream) in session.drain() {
             let error =
                 error_response(&id, code::INTERNAL_ERROR, "The upstream MCP server session ended", "upstream_exited");
-            // Best effort: the stream may be gone or full; the request is over either way.
-            let _ = stream.try_send(error);
+            self.answer(stream, error);
         }
         tracing::info!(target: "mcp_guard::upstream::stdio", session = session.short_id(), reason = why, "session_ended");
     }
@@ -122,7 +137,7 @@ impl Shared {
         };
         let pid = child.id();
         let (to_child, from_gateway) = mpsc::channel(STDIN_BUFFER);
-        let session = Arc::new(Session::new(new_session_id(), to_child));
+        let session = Arc::new(Session::new(new_session_id(), to_child, self.config.limits.clone()));
         self.sessions().insert(session.id.clone(), Arc::clone(&session));
         child::run(self, &session, child, from_gateway);
         tracing::info!(target: "mcp_guard::upstream::stdio", session = session.short_id(), pid, "session_started");
@@ -161,6 +176,8 @@ impl Shared {
 
     /// Writes the body's messages to the child. Requests are answered on a
     /// new SSE stream; a body of only notifications and responses gets 202.
+    /// A client's response goes on only to a request the child still waits
+    /// on (see `server_requests.rs`); any other is dropped.
     async fn forward(
         &self,
         session: &Session,
@@ -177,18 +194,40 @@ impl Shared {
             None
         } else {
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            session.register(&requests, &tx, self.config.limits.request_timeout).map_err(|_| Rejection::DuplicateRequestId)?;
+            match session.register(&requests, &PostStream::new(tx)) {
+                Ok(()) => {}
+                Err(Refused::Duplicate(_)) => return Err(Rejection::DuplicateRequestId),
+                Err(Refused::TooMany) => {
+                    session.violation(Violation::TooManyPending, "over upstream.max_pending_per_session");
+                    return Err(Rejection::TooManyPendingRequests);
+                }
+            }
             // Only the pending entries hold the sender now: the stream ends
             // when the last of them is answered.
-            drop(tx);
             Some(rx)
         };
         for message in &inspection.messages {
-            if session.send_to_child(one_line(&body[message.span.clone()])).await.is_err() {
-                let ids: Vec<RequestId> = requests.into_iter().map(|(id, _)| id).collect();
-                session.unregister(&ids);
-                return Err(Rejection::SessionNotFound);
+            if message.kind == MessageKind::Response
+                && !message.id.as_ref().is_some_and(|id| session.server_requests.answered(id))
+            {
+                tracing::debug!(target: "mcp_guard::upstream::stdio", session = session.short_id(), "client_response_unmatched");
+                continue;
             }
+            let line = one_line(&body[message.span.clone()]);
+            // A child that stopped reading its stdin fails the POST after the
+            // request timeout instead of holding it open for ever.
+            let failure =
+                match tokio::time::timeout(self.config.limits.request_timeout, session.send_to_child(line)).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(())) => Rejection::SessionNotFound,
+                    Err(_) => {
+                        session.violation(Violation::RequestTimeout, "stdin not read within upstream.timeout");
+                        Rejection::UpstreamTimeout
+                    }
+                };
+            let ids: Vec<RequestId> = requests.into_iter().map(|(id, _)| id).collect();
+            session.unregister(&ids);
+            return Err(failure);
         }
         Ok(match stream {
             Some(rx) => sse::response(SseBody::new(rx, KEEP_ALIVE)),
@@ -225,26 +264,55 @@ impl Shared {
             let now = Instant::now();
             let sessions: Vec<Arc<Session>> = self.sessions().values().cloned().collect();
             for session in sessions {
-                for (id, stream) in session.expire(now) {
-                    tracing::warn!(target: "mcp_guard::upstream::stdio", session = session.short_id(), id = id.as_json(), "upstream_request_timeout");
-                    let error = error_response(
-                        &id,
-                        code::INTERNAL_ERROR,
-                        "The upstream MCP server did not answer in time",
-                        "upstream_timeout",
-                    );
-                    let _ = stream.try_send(error);
-                    let cancel = format!(
-                        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"timed out in mcp-guard"}}}}"#,
-                        id.as_json()
-                    );
-                    let _ = session.send_to_child(Bytes::from(cancel)).await;
-                }
+                self.expire(&session, now);
                 if session.is_idle(now, self.config.idle_timeout) {
                     self.end(&session, "idle timeout");
                 }
             }
         }
+    }
+
+    /// Answers the requests of `session` that outlived their timeouts: the
+    /// client's with an error to the client (and `notifications/cancelled`
+    /// to the child), the child's with an error to the child. Never waits.
+    fn expire(&self, session: &Session, now: Instant) {
+        for (id, stream) in session.expire(now) {
+            session.violation(Violation::RequestTimeout, "no response within upstream.timeout");
+            let error = error_response(
+                &id,
+                code::INTERNAL_ERROR,
+                "The upstream MCP server did not answer in time",
+                "upstream_timeout",
+            );
+            self.answer(stream, error);
+            let cancel = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"timed out in mcp-guard"}}}}"#,
+                id.as_json()
+            );
+            // Best effort: a child that stopped reading gains nothing from it.
+            session.try_send_to_child(Bytes::from(cancel));
+        }
+        for id in session.server_requests.expire(now) {
+            session
+                .violation(Violation::ServerRequestTimeout, "no client answer within upstream.server_request_timeout");
+            session.answer_child(&id, "The client did not answer in time", "client_timeout");
+        }
+    }
+
+    /// Sends an error the gateway owes a client on that request's stream.
+    /// A full stream (a client not reading) gets it from a task of its own,
+    /// bounded, so the caller never waits on one client.
+    fn answer(&self, stream: mpsc::Sender<Bytes>, error: Bytes) {
+        let Err(TrySendError::Full(error)) = stream.try_send(error) else { return };
+        let shutdown = self.shutdown.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                // An Err means the client went away meanwhile.
+                _ = stream.send(error) => {}
+                () = tokio::time::sleep(LATE_ANSWER) => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
     }
 }
 
@@ -265,7 +333,7 @@ impl StdioUpstream {
 
 impl Upstream for StdioUpstream {
     fn kind(&self) -> &'static str {
-        "stdio"
+        KIND
     }
 
     async fn handle(&self, req: Request<BoxBody>) -> Response<BoxBody> {
