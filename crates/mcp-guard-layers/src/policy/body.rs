@@ -193,4 +193,3 @@ impl SseState {
         Some(out.freeze())
     }
 }
-

@@ -509,7 +509,6 @@ pub(super) fn error_event(id: &RequestId, reason: &str, message: &str) -> Bytes 
     crate::sse::message_event(json.as_bytes())
 }
 
-
 #[cfg(test)]
 #[path = "guard_tests.rs"]
 mod tests;
