@@ -198,7 +198,7 @@ pub fn inspect(body: &[u8], limits: Limits) -> Result<Inspection, Rejection> {
             return Err(Rejection::BatchTooLong);
         }
         let base = body.as_ptr() as usize;
-        let messages = items
+        let messages: Vec<MessageInfo> = items
             .iter()
             .map(|raw| {
                 // The element borrows from `body`: its offset is a pointer difference.
@@ -206,6 +206,12 @@ pub fn inspect(body: &[u8], limits: Limits) -> Result<Inspection, Rejection> {
                 classify_raw(raw.get(), start..start + raw.get().len())
             })
             .collect::<Result<_, _>>()?;
+        // "The initialize request MUST NOT be part of a JSON-RPC batch"
+        // (2025-03-26, the one revision with batches). Refused here, a batched
+        // one cannot open a session or skip the version cross-check.
+        if messages.iter().any(MessageInfo::is_initialize) {
+            return Err(Rejection::InvalidMessage);
+        }
         Ok(Inspection { messages, batch: true, body: Bytes::new() })
     } else {
         let envelope: Envelope<'_> = serde_json::from_str(body).map_err(parse_rejection)?;
@@ -470,6 +476,19 @@ mod tests {
         for body in bodies {
             assert_eq!(inspect(body, Limits::default()), Err(Rejection::ParseError), "{}", body.escape_ascii());
         }
+    }
+
+    /// Found by the `jsonrpc_inspect` fuzz target: a batch of one
+    /// `initialize` passed as an initialize (it could open a stdio session),
+    /// and one beside other messages was not seen as one at all.
+    #[test]
+    fn initialize_is_refused_inside_a_batch() {
+        let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26"}}"#;
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        for body in [format!("[{init}]"), format!("[{ping},{init}]")] {
+            assert_eq!(inspect(body.as_bytes(), Limits::default()), Err(Rejection::InvalidMessage), "{body}");
+        }
+        assert!(inspect(init.as_bytes(), Limits::default()).expect("alone it is fine").initialize().is_some());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! | problem | status | reason |
 //! |---|---|---|
 //! | not JSON | 400 | `parse_error` (-32700) |
-//! | not a JSON-RPC 2.0 message | 400 | `invalid_jsonrpc` (-32600) |
+//! | not a JSON-RPC 2.0 message, or an `initialize` in a batch | 400 | `invalid_jsonrpc` (-32600) |
 //! | nested deeper than the limit | 400 | `nesting_too_deep` |
 //! | a batch outside 2025-03-26 | 400 | `batch_not_allowed` |
 //! | a batch longer than the cap | 400 | `batch_too_long` |

@@ -50,6 +50,11 @@ struct SseState {
     filter: ListFilter,
     parser: SseParser,
     events: Vec<SseEvent>,
+    /// Some bytes came from the upstream; some went to the client. A client
+    /// skips a byte order mark only at the start of what it receives, so
+    /// the start it sees must be the upstream's (see `feed`).
+    read: bool,
+    sent: bool,
 }
 
 impl<B> fmt::Debug for PolicyBody<B> {
@@ -73,7 +78,8 @@ impl<B> PolicyBody<B> {
     }
 
     pub(crate) fn sse(inner: B, filter: ListFilter) -> Self {
-        let state = SseState { filter, parser: SseParser::new(MAX_LIST_ANSWER), events: Vec::new() };
+        let state =
+            SseState { filter, parser: SseParser::new(MAX_LIST_ANSWER), events: Vec::new(), read: false, sent: false };
         PolicyBody { inner, mode: Mode::Sse(Box::new(state)) }
     }
 }
@@ -175,6 +181,8 @@ impl SseState {
     /// The bytes to send for one chunk of the stream, if any.
     fn feed(&mut self, data: Bytes) -> Option<Bytes> {
         let between_events = self.parser.at_event_boundary();
+        let upstream_start = !self.read;
+        self.read |= !data.is_empty();
         self.events.clear();
         if self.parser.feed(&data, &mut self.events).is_err() {
             // Fail closed: the event is dropped, never passed on unfiltered.
@@ -182,8 +190,23 @@ impl SseState {
         }
         if self.events.is_empty() {
             let only_comments = between_events && self.parser.at_event_boundary() && !data.is_empty();
-            return only_comments.then_some(data);
+            if !only_comments {
+                return None;
+            }
+            let sent = std::mem::replace(&mut self.sent, true);
+            if sent || upstream_start {
+                return Some(data);
+            }
+            // The upstream's first bytes were withheld, so this chunk would
+            // be the client's start, where a BOM is skipped: a BOM-prefixed
+            // `data:` line we read as an unknown field would be an event to
+            // the client, unfiltered. A comment first puts both past the start.
+            let mut out = BytesMut::with_capacity(data.len() + 2);
+            out.extend_from_slice(b":\n");
+            out.extend_from_slice(&data);
+            return Some(out.freeze());
         }
+        self.sent = true;
         let mut out = BytesMut::with_capacity(data.len() + 64);
         for event in &self.events {
             let rewritten = self.filter.rewrite(event.data.as_bytes());

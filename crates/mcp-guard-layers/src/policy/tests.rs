@@ -240,6 +240,31 @@ async fn a_split_partial_bom_is_not_passed_on_as_a_keep_alive() {
     assert_eq!(seen.len(), 2);
 }
 
+/// Found by the `sse` fuzz target: with the stream's first bytes withheld
+/// (a line split across chunks), a chunk of lines we ignore was passed on
+/// as the client's first bytes, and the client, skipping a byte order mark
+/// there, read `\u{FEFF}data:` as `data:`: a list answer, unfiltered.
+#[tokio::test]
+async fn a_bom_never_starts_what_the_client_reads_after_withheld_bytes() {
+    let answer = format!("\u{FEFF}data: {}\n\n", TOOLS.replace('\n', ""));
+    let chunks = [Bytes::from_static(b"x"), Bytes::from_static(b"\n"), Bytes::from(answer.clone())];
+    let inner = service_fn(move |_req: Request<Full<Bytes>>| {
+        let mut res = Response::new(Chunks(chunks.clone().into()));
+        res.headers_mut().insert(header::CONTENT_TYPE, "text/event-stream".parse().expect("ct"));
+        async move { Ok::<_, Infallible>(res) }
+    });
+    let svc = AccessPolicyLayer::new(Some(policy()), None).layer(inner);
+    let res = svc
+        .oneshot(request(Method::POST, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, None))
+        .await
+        .expect("ok");
+    let out = res.into_body().collect().await.expect("body").to_bytes();
+    let mut seen = Vec::new();
+    crate::sse::SseParser::new(1 << 20).feed(&out, &mut seen).expect("small");
+    assert!(seen.is_empty(), "the upstream sent no event, the client read {seen:?}: {}", out.escape_ascii());
+    assert!(out.ends_with(answer.as_bytes()), "the ignored lines still pass on");
+}
+
 #[tokio::test]
 async fn a_get_stream_is_filtered_by_shape_only_when_something_can_be_hidden() {
     let sse = format!("data: {}\n\n", TOOLS.replace('\n', ""));
