@@ -129,6 +129,12 @@ struct State {
     parser: SseParser,
     events: Vec<SseEvent>,
     keep: Vec<bool>,
+    /// Bytes came from the upstream / went to the client. A client skips a
+    /// byte order mark only at the start of what it receives, so a chunk
+    /// passed through must not become that start unless it was the
+    /// upstream's start too (which this parser read the same way).
+    read: bool,
+    sent: bool,
     session: Arc<SessionState>,
     permit: Option<Permit>,
     waiting: Vec<Waiting>,
@@ -159,6 +165,8 @@ impl<B> Guard<B> {
             parser: SseParser::new(max_message_size),
             events: Vec::new(),
             keep: Vec::new(),
+            read: false,
+            sent: false,
             session: Arc::clone(match &answering {
                 Answering::Post { permit, .. } => permit.session(),
                 Answering::Stream { session, .. } => session,
@@ -295,6 +303,8 @@ impl State {
             return (self.fail_waiting(Dropped::TooLarge.reason(), Dropped::TooLarge.message()), true);
         }
         let aligned = self.parser.at_event_boundary();
+        let upstream_start = !self.read;
+        self.read |= !data.is_empty();
         let mut events = std::mem::take(&mut self.events);
         events.clear();
         let mut clean = true;
@@ -310,10 +320,23 @@ impl State {
             clean &= keep;
         }
         let out = if clean && aligned && self.parser.at_event_boundary() {
-            (!data.is_empty()).then_some(data)
+            match (data.is_empty(), self.sent || upstream_start) {
+                (true, _) => None,
+                (false, true) => Some(data),
+                // The upstream's first bytes were withheld: a comment first,
+                // so a BOM here cannot turn a line this parser ignored into
+                // an event the client reads unchecked.
+                (false, false) => {
+                    let mut out = BytesMut::with_capacity(data.len() + 2);
+                    out.extend_from_slice(b":\n");
+                    out.extend_from_slice(&data);
+                    Some(out.freeze())
+                }
+            }
         } else {
             self.reencode(&events)
         };
+        self.sent |= out.is_some();
         self.events = events;
         (out, false)
     }

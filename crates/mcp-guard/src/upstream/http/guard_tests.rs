@@ -93,6 +93,24 @@ async fn whole_events_pass_as_they_are_and_the_stream_ends_with_the_last_answer(
     assert!(tx.is_closed(), "given up after the grace period");
 }
 
+/// Found by the `sse` fuzz target (the same shape as the list-filter case):
+/// with the upstream's first bytes withheld, a BOM-prefixed line this parser
+/// ignores must not become the start of what the client reads, where the
+/// client would skip the BOM and take an unchecked event.
+#[tokio::test(start_paused = true)]
+async fn a_bom_never_starts_what_the_client_reads_after_withheld_bytes() {
+    let Fixture { tx, guard, .. } = post(&[1], usize::MAX);
+    for chunk in ["x", "\n", "\u{FEFF}data: not checked\n\n", RESULT_1] {
+        tx.send(Ok(chunk)).unwrap();
+    }
+    drop(tx);
+    let out = rest(guard).await;
+    let mut client = Vec::new();
+    mcp_guard_layers::sse::SseParser::new(1 << 20).feed(out.as_bytes(), &mut client).expect("small");
+    assert_eq!(client.len(), 1, "only the checked answer is an event to the client: {out:?}");
+    assert!(out.starts_with(":\n"), "{out:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn bad_events_are_dropped_and_the_rest_rewritten_with_their_fields() {
     let Fixture { tx, guard, .. } = post(&[1], usize::MAX);
