@@ -18,7 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::filter::ListFilter;
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::{SseEvent, SseParser, StreamStart};
 
 /// Largest list answer (a JSON body, or one SSE event) held for filtering.
 pub(crate) const MAX_LIST_ANSWER: usize = 16 << 20;
@@ -50,11 +50,7 @@ struct SseState {
     filter: ListFilter,
     parser: SseParser,
     events: Vec<SseEvent>,
-    /// Some bytes came from the upstream; some went to the client. A client
-    /// skips a byte order mark only at the start of what it receives, so
-    /// the start it sees must be the upstream's (see `feed`).
-    read: bool,
-    sent: bool,
+    start: StreamStart,
 }
 
 impl<B> fmt::Debug for PolicyBody<B> {
@@ -78,8 +74,12 @@ impl<B> PolicyBody<B> {
     }
 
     pub(crate) fn sse(inner: B, filter: ListFilter) -> Self {
-        let state =
-            SseState { filter, parser: SseParser::new(MAX_LIST_ANSWER), events: Vec::new(), read: false, sent: false };
+        let state = SseState {
+            filter,
+            parser: SseParser::new(MAX_LIST_ANSWER),
+            events: Vec::new(),
+            start: StreamStart::default(),
+        };
         PolicyBody { inner, mode: Mode::Sse(Box::new(state)) }
     }
 }
@@ -181,8 +181,7 @@ impl SseState {
     /// The bytes to send for one chunk of the stream, if any.
     fn feed(&mut self, data: Bytes) -> Option<Bytes> {
         let between_events = self.parser.at_event_boundary();
-        let upstream_start = !self.read;
-        self.read |= !data.is_empty();
+        let upstream_start = self.start.read(&data);
         self.events.clear();
         if self.parser.feed(&data, &mut self.events).is_err() {
             // Fail closed: the event is dropped, never passed on unfiltered.
@@ -190,23 +189,9 @@ impl SseState {
         }
         if self.events.is_empty() {
             let only_comments = between_events && self.parser.at_event_boundary() && !data.is_empty();
-            if !only_comments {
-                return None;
-            }
-            let sent = std::mem::replace(&mut self.sent, true);
-            if sent || upstream_start {
-                return Some(data);
-            }
-            // The upstream's first bytes were withheld, so this chunk would
-            // be the client's start, where a BOM is skipped: a BOM-prefixed
-            // `data:` line we read as an unknown field would be an event to
-            // the client, unfiltered. A comment first puts both past the start.
-            let mut out = BytesMut::with_capacity(data.len() + 2);
-            out.extend_from_slice(b":\n");
-            out.extend_from_slice(&data);
-            return Some(out.freeze());
+            return only_comments.then(|| self.start.pass_through(data, upstream_start));
         }
-        self.sent = true;
+        self.start.sent();
         let mut out = BytesMut::with_capacity(data.len() + 64);
         for event in &self.events {
             let rewritten = self.filter.rewrite(event.data.as_bytes());

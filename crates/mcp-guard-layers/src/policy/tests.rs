@@ -195,20 +195,7 @@ async fn sse_lists_are_filtered_event_by_event_keeping_ids_and_keep_alives() {
     );
     // Delivered in small chunks, as a network would.
     let chunks: Vec<Bytes> = stream.as_bytes().chunks(7).map(Bytes::copy_from_slice).collect();
-    let inner = service_fn(move |_req: Request<Full<Bytes>>| {
-        let chunks = Chunks(chunks.clone().into());
-        async move {
-            let mut res = Response::new(chunks);
-            res.headers_mut().insert(header::CONTENT_TYPE, "text/event-stream".parse().expect("ct"));
-            Ok::<_, Infallible>(res)
-        }
-    });
-    let svc = AccessPolicyLayer::new(Some(policy()), None).layer(inner);
-    let res = svc
-        .oneshot(request(Method::POST, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, None))
-        .await
-        .expect("ok");
-    let text = String::from_utf8(res.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf8");
+    let text = String::from_utf8(filtered_sse_list(chunks).await.to_vec()).expect("utf8");
     assert!(text.starts_with("id: 0\nretry: 3000\ndata: \n\n"), "priming event kept: {text}");
     assert!(text.contains("notifications/progress"));
     assert!(text.contains("event: message\nid: 1/0\ndata: {"), "{text}");
@@ -222,17 +209,7 @@ async fn sse_lists_are_filtered_event_by_event_keeping_ids_and_keep_alives() {
 async fn a_split_partial_bom_is_not_passed_on_as_a_keep_alive() {
     let stream: &[u8] = b"\xEF\xBB:\ndata: 2\n\nid: b\0c\ndata: 3\ndata: x\n\n";
     let chunks: Vec<Bytes> = stream.chunks(1).map(Bytes::copy_from_slice).collect();
-    let inner = service_fn(move |_req: Request<Full<Bytes>>| {
-        let mut res = Response::new(Chunks(chunks.clone().into()));
-        res.headers_mut().insert(header::CONTENT_TYPE, "text/event-stream".parse().expect("ct"));
-        async move { Ok::<_, Infallible>(res) }
-    });
-    let svc = AccessPolicyLayer::new(Some(policy()), None).layer(inner);
-    let res = svc
-        .oneshot(request(Method::POST, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, None))
-        .await
-        .expect("ok");
-    let out = res.into_body().collect().await.expect("body").to_bytes();
+    let out = filtered_sse_list(chunks).await;
     let (mut sent, mut seen) = (Vec::new(), Vec::new());
     crate::sse::SseParser::new(1024).feed(stream, &mut sent).expect("small");
     crate::sse::SseParser::new(1024).feed(&out, &mut seen).expect("small");
@@ -247,18 +224,8 @@ async fn a_split_partial_bom_is_not_passed_on_as_a_keep_alive() {
 #[tokio::test]
 async fn a_bom_never_starts_what_the_client_reads_after_withheld_bytes() {
     let answer = format!("\u{FEFF}data: {}\n\n", TOOLS.replace('\n', ""));
-    let chunks = [Bytes::from_static(b"x"), Bytes::from_static(b"\n"), Bytes::from(answer.clone())];
-    let inner = service_fn(move |_req: Request<Full<Bytes>>| {
-        let mut res = Response::new(Chunks(chunks.clone().into()));
-        res.headers_mut().insert(header::CONTENT_TYPE, "text/event-stream".parse().expect("ct"));
-        async move { Ok::<_, Infallible>(res) }
-    });
-    let svc = AccessPolicyLayer::new(Some(policy()), None).layer(inner);
-    let res = svc
-        .oneshot(request(Method::POST, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, None))
-        .await
-        .expect("ok");
-    let out = res.into_body().collect().await.expect("body").to_bytes();
+    let chunks = vec![Bytes::from_static(b"x"), Bytes::from_static(b"\n"), Bytes::from(answer.clone())];
+    let out = filtered_sse_list(chunks).await;
     let mut seen = Vec::new();
     crate::sse::SseParser::new(1 << 20).feed(&out, &mut seen).expect("small");
     assert!(seen.is_empty(), "the upstream sent no event, the client read {seen:?}: {}", out.escape_ascii());
@@ -335,6 +302,22 @@ async fn tool_calls_are_checked_against_pins_size_and_schema() {
     let svc = ToolCallLayer::new(learning).layer(upstream("{}", "application/json", Arc::default()));
     let res = svc.oneshot(request(Method::POST, &call("small", r#"{"x":"123456789"}"#), None)).await.expect("ok");
     assert_eq!(res.extensions().get::<Refused>().map(|r| r.0[0].1), Some(Refusal::ArgumentsTooLarge));
+}
+
+/// What a client reads of a `tools/list` answered by an SSE stream the
+/// upstream sends in `chunks`, through the access policy.
+async fn filtered_sse_list(chunks: Vec<Bytes>) -> Bytes {
+    let inner = service_fn(move |_req: Request<Full<Bytes>>| {
+        let mut res = Response::new(Chunks(chunks.clone().into()));
+        res.headers_mut().insert(header::CONTENT_TYPE, "text/event-stream".parse().expect("ct"));
+        async move { Ok::<_, Infallible>(res) }
+    });
+    let svc = AccessPolicyLayer::new(Some(policy()), None).layer(inner);
+    let res = svc
+        .oneshot(request(Method::POST, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, None))
+        .await
+        .expect("ok");
+    res.into_body().collect().await.expect("body").to_bytes()
 }
 
 /// A response body delivered in the given chunks.

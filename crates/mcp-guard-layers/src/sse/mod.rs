@@ -37,7 +37,7 @@
 
 use std::fmt;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// A UTF-8 byte order mark, skipped once at the start of a stream.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -82,6 +82,46 @@ impl SseEvent {
             put_field(out, b"data", line);
         }
         out.put_u8(b'\n');
+    }
+}
+
+/// Where a stream that something in between rewrites starts, for the
+/// client. A client skips a byte order mark only at the very start of what
+/// it receives, so bytes passed through unchanged may become that start only
+/// if they were the upstream's start too (which [`SseParser`] read the same
+/// way); otherwise a BOM there would turn a line the parser ignored into an
+/// event the client reads, unchecked. Used by every rewriter of SSE answers.
+#[derive(Debug, Default)]
+pub struct StreamStart {
+    read: bool,
+    sent: bool,
+}
+
+impl StreamStart {
+    /// Call with every chunk from the upstream, before feeding the parser;
+    /// true when it is the upstream's first data.
+    pub fn read(&mut self, chunk: &[u8]) -> bool {
+        let first = !self.read;
+        self.read |= !chunk.is_empty();
+        first
+    }
+
+    /// `chunk`, to pass through unchanged (`upstream_start` from [`read`](Self::read)):
+    /// behind a comment line when it would otherwise start a client's stream
+    /// that the upstream did not start with it.
+    pub fn pass_through(&mut self, chunk: Bytes, upstream_start: bool) -> Bytes {
+        if std::mem::replace(&mut self.sent, true) || upstream_start {
+            return chunk;
+        }
+        let mut out = BytesMut::with_capacity(chunk.len() + 2);
+        out.extend_from_slice(b":\n");
+        out.extend_from_slice(&chunk);
+        out.freeze()
+    }
+
+    /// Something the rewriter wrote itself was sent (it never starts with a BOM).
+    pub fn sent(&mut self) {
+        self.sent = true;
     }
 }
 

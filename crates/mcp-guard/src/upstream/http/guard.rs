@@ -43,7 +43,7 @@ use http_body_util::BodyExt;
 use mcp_guard_layers::{
     jsonrpc::{MessageKind, RequestId, classify_message},
     rejection::code,
-    sse::{SseEvent, SseParser},
+    sse::{SseEvent, SseParser, StreamStart},
 };
 use tokio::time::{Instant, Sleep};
 
@@ -129,12 +129,7 @@ struct State {
     parser: SseParser,
     events: Vec<SseEvent>,
     keep: Vec<bool>,
-    /// Bytes came from the upstream / went to the client. A client skips a
-    /// byte order mark only at the start of what it receives, so a chunk
-    /// passed through must not become that start unless it was the
-    /// upstream's start too (which this parser read the same way).
-    read: bool,
-    sent: bool,
+    start: StreamStart,
     session: Arc<SessionState>,
     permit: Option<Permit>,
     waiting: Vec<Waiting>,
@@ -165,8 +160,7 @@ impl<B> Guard<B> {
             parser: SseParser::new(max_message_size),
             events: Vec::new(),
             keep: Vec::new(),
-            read: false,
-            sent: false,
+            start: StreamStart::default(),
             session: Arc::clone(match &answering {
                 Answering::Post { permit, .. } => permit.session(),
                 Answering::Stream { session, .. } => session,
@@ -303,8 +297,7 @@ impl State {
             return (self.fail_waiting(Dropped::TooLarge.reason(), Dropped::TooLarge.message()), true);
         }
         let aligned = self.parser.at_event_boundary();
-        let upstream_start = !self.read;
-        self.read |= !data.is_empty();
+        let upstream_start = self.start.read(&data);
         let mut events = std::mem::take(&mut self.events);
         events.clear();
         let mut clean = true;
@@ -320,23 +313,14 @@ impl State {
             clean &= keep;
         }
         let out = if clean && aligned && self.parser.at_event_boundary() {
-            match (data.is_empty(), self.sent || upstream_start) {
-                (true, _) => None,
-                (false, true) => Some(data),
-                // The upstream's first bytes were withheld: a comment first,
-                // so a BOM here cannot turn a line this parser ignored into
-                // an event the client reads unchecked.
-                (false, false) => {
-                    let mut out = BytesMut::with_capacity(data.len() + 2);
-                    out.extend_from_slice(b":\n");
-                    out.extend_from_slice(&data);
-                    Some(out.freeze())
-                }
-            }
+            (!data.is_empty()).then(|| self.start.pass_through(data, upstream_start))
         } else {
-            self.reencode(&events)
+            let out = self.reencode(&events);
+            if out.is_some() {
+                self.start.sent();
+            }
+            out
         };
-        self.sent |= out.is_some();
         self.events = events;
         (out, false)
     }
